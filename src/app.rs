@@ -1,0 +1,110 @@
+//! The application API: a [`Handler`] answers requests; an [`App`] builds one handler per
+//! worker (so per-core state needs no locks); [`Apps`] names several apps for the command line.
+
+use std::sync::Arc;
+
+use crate::{Request, Response};
+
+/// Answers requests on one worker. Called on the worker's thread only, one request at a time,
+/// so it may keep plain mutable state (`&mut self`), `Rc` and `RefCell` included.
+///
+/// A panic is caught: that request is answered with 500, its connection is closed, and the
+/// handler goes on serving other connections.
+pub trait Handler: 'static {
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>);
+}
+
+impl<F> Handler for F
+where
+    F: FnMut(&Request<'_>, &mut Response<'_>) + 'static,
+{
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        self(req, res)
+    }
+}
+
+impl Handler for Box<dyn Handler> {
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        (**self).call(req, res)
+    }
+}
+
+/// Which worker a handler is being built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// 0-based worker index.
+    pub index: usize,
+    /// The CPU the worker is pinned to, if pinning succeeded.
+    pub cpu: Option<usize>,
+}
+
+/// Builds a handler for each worker, on that worker's thread.
+pub trait App: Send + Sync + 'static {
+    type Handler: Handler;
+    fn handler(&self, worker: WorkerInfo) -> Self::Handler;
+}
+
+impl<F, H> App for F
+where
+    F: Fn(WorkerInfo) -> H + Send + Sync + 'static,
+    H: Handler,
+{
+    type Handler = H;
+    fn handler(&self, worker: WorkerInfo) -> H {
+        self(worker)
+    }
+}
+
+/// An app whose handler type is erased, so apps of different types can be chosen at run time.
+#[derive(Clone)]
+pub(crate) struct DynApp(Arc<dyn Fn(WorkerInfo) -> Box<dyn Handler> + Send + Sync>);
+
+/// Named apps; the command line's `APP` argument picks one (the first is the default).
+#[derive(Clone, Default)]
+pub struct Apps {
+    entries: Vec<(String, DynApp)>,
+}
+
+impl Apps {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register `app` under `name` (names are unique: a later one replaces an earlier one).
+    pub fn with<A: App>(mut self, name: &str, app: A) -> Self {
+        let erased = DynApp(Arc::new(move |w| {
+            Box::new(app.handler(w)) as Box<dyn Handler>
+        }));
+        match self.entries.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = erased,
+            None => self.entries.push((name.to_string(), erased)),
+        }
+        self
+    }
+
+    /// The registered names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(n, _)| n.as_str())
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<DynApp> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+    }
+}
+
+impl std::fmt::Debug for Apps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+/// The chosen, type-erased app is itself an app.
+impl App for DynApp {
+    type Handler = Box<dyn Handler>;
+    fn handler(&self, worker: WorkerInfo) -> Box<dyn Handler> {
+        (self.0)(worker)
+    }
+}

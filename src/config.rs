@@ -1,0 +1,281 @@
+//! Configuration: the command line (clap; every flag can also come from a `RINGCORN_*`
+//! environment variable) and the validated [`Config`] the server runs with.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::http::Limits;
+
+/// Everything the server needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Worker threads, one pinned per CPU.
+    pub workers: usize,
+    /// CPUs to pin workers to: worker i runs on `cpus[i % cpus.len()]`. Empty: the CPUs this
+    /// process may run on.
+    pub cpus: Vec<usize>,
+    /// Addresses to listen on; port 0 picks a free port (the same one for every worker).
+    pub binds: Vec<SocketAddr>,
+    /// Listen backlog of each socket.
+    pub backlog: u32,
+    /// Idle keep-alive connections are closed after this long.
+    pub keep_alive: Duration,
+    /// A request head must arrive in full within this long of its first byte (408 otherwise).
+    pub header_timeout: Duration,
+    /// On SIGTERM/SIGINT, requests under way get this long to finish.
+    pub graceful_timeout: Duration,
+    /// Request size limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    /// One worker on 127.0.0.1 with a free port: what tests and embedders want.
+    fn default() -> Self {
+        Config {
+            workers: 1,
+            cpus: Vec::new(),
+            binds: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            backlog: 2048,
+            keep_alive: Duration::from_secs(75),
+            header_timeout: Duration::from_secs(10),
+            graceful_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// `ringcorn [OPTIONS] [APP]`: the command line, Gunicorn's where it has an equivalent.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringcorn",
+    version,
+    about = "Thread-per-core io_uring HTTP/1.1 server for compiled-in Rust apps"
+)]
+pub struct Cli {
+    /// The app to serve (like Gunicorn's `module:app`).
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
+
+    /// Worker threads, each pinned to its own CPU: a number, or `auto` for one per CPU.
+    #[arg(short, long, default_value = "auto", value_parser = parse_workers, env = "RINGCORN_WORKERS")]
+    pub workers: Workers,
+
+    /// CPUs to pin the workers to, e.g. `0,2-3` (default: every CPU this process may use).
+    #[arg(long, value_parser = parse_cpus, env = "RINGCORN_CPUS")]
+    pub cpus: Option<CpuList>,
+
+    /// Address to listen on, IPv4 or IPv6 (`[::1]:8000`); repeat for several.
+    #[arg(
+        short,
+        long = "bind",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8000",
+        env = "RINGCORN_BIND",
+        value_delimiter = ','
+    )]
+    pub binds: Vec<SocketAddr>,
+
+    /// Listen backlog (pending connections the kernel queues per socket).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..), env = "RINGCORN_BACKLOG")]
+    pub backlog: u32,
+
+    /// Seconds an idle keep-alive connection is kept open (Gunicorn's 2 s causes 502s behind
+    /// load balancers; nginx uses 75).
+    #[arg(long, value_name = "SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..), env = "RINGCORN_KEEP_ALIVE")]
+    pub keep_alive: u64,
+
+    /// Seconds a request head may take to arrive in full, from its first byte (then 408).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), env = "RINGCORN_HEADER_TIMEOUT")]
+    pub header_timeout: u64,
+
+    /// Seconds requests under way get to finish after SIGTERM/SIGINT.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        env = "RINGCORN_GRACEFUL_TIMEOUT"
+    )]
+    pub graceful_timeout: u64,
+
+    /// Log level.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info, env = "RINGCORN_LOG_LEVEL")]
+    pub log_level: LogLevel,
+}
+
+/// `--workers`: a count, or one per CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    Auto,
+    Count(usize),
+}
+
+/// `--cpus`: a list of CPU numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// `--log-level`, with Gunicorn's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> tracing::Level {
+        match self {
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warning => tracing::Level::WARN,
+            LogLevel::Error | LogLevel::Critical => tracing::Level::ERROR,
+        }
+    }
+}
+
+const MAX_WORKERS: usize = 1024;
+
+fn parse_workers(s: &str) -> Result<Workers, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Workers::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (or `auto`)".into()),
+        Ok(n) if n > MAX_WORKERS => Err(format!("at most {MAX_WORKERS} workers")),
+        Ok(n) => Ok(Workers::Count(n)),
+        Err(_) => Err("expected a number of workers or `auto`".into()),
+    }
+}
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let number = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{t}` is not a CPU number (expected a list like 0,2-3)"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(a)?, number(b)?);
+                if a > b {
+                    return Err(format!("range `{part}` runs backwards"));
+                }
+                if b - a > 4096 {
+                    return Err(format!("range `{part}` is too large"));
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(number(part)?),
+        }
+    }
+    Ok(CpuList(cpus))
+}
+
+impl Cli {
+    /// Resolve `auto` against the CPUs this process may run on, and build the [`Config`].
+    pub fn config(&self) -> Config {
+        let cpus = match &self.cpus {
+            Some(CpuList(list)) => list.clone(),
+            None => Vec::new(),
+        };
+        let workers = match self.workers {
+            Workers::Count(n) => n,
+            Workers::Auto if !cpus.is_empty() => cpus.len(),
+            Workers::Auto => available_cpus().len().max(1),
+        };
+        Config {
+            workers,
+            cpus,
+            binds: self.binds.clone(),
+            backlog: self.backlog,
+            keep_alive: Duration::from_secs(self.keep_alive),
+            header_timeout: Duration::from_secs(self.header_timeout),
+            graceful_timeout: Duration::from_secs(self.graceful_timeout),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The CPUs this process may run on (its affinity mask, as `taskset` set it).
+pub fn available_cpus() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ringcorn").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&[]).expect("parses");
+        let config = cli.config();
+        assert_eq!(
+            config.binds,
+            vec!["127.0.0.1:8000".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(config.backlog, 2048);
+        assert_eq!(config.keep_alive, Duration::from_secs(75));
+        assert_eq!(config.graceful_timeout, Duration::from_secs(30));
+        assert!(config.workers >= 1);
+        assert_eq!(cli.app, None);
+    }
+
+    #[test]
+    fn workers_and_cpus() {
+        let cli = parse(&[
+            "--workers",
+            "3",
+            "--cpus",
+            "0,2-3",
+            "-b",
+            "[::1]:0",
+            "-b",
+            "0.0.0.0:80",
+            "echo",
+        ])
+        .expect("parses");
+        let config = cli.config();
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.cpus, vec![0, 2, 3]);
+        assert_eq!(config.binds.len(), 2);
+        assert_eq!(cli.app.as_deref(), Some("echo"));
+        assert_eq!(
+            parse(&["--cpus", "1,4-5"])
+                .expect("parses")
+                .config()
+                .workers,
+            3
+        );
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["--workers", "two"][..],
+            &["--workers", "0"],
+            &["--bind", "nonsense"],
+            &["--cpus", "x"],
+            &["--cpus", "3-1"],
+            &["--backlog", "0"],
+            &["--keep-alive", "-1"],
+        ] {
+            let err = parse(args).expect_err("must fail");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        let msg = parse(&["--workers", "two"]).expect_err("fails").to_string();
+        assert!(msg.contains("--workers") && msg.contains("two"), "{msg}");
+    }
+}

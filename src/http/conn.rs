@@ -1,0 +1,517 @@
+//! One HTTP/1.1 connection as a state machine: received bytes in, response bytes out.
+//!
+//! Every complete request in the input is answered in order into one output buffer (pipelining
+//! costs one send per batch). Request bodies are read whole before the handler runs, within
+//! `Limits::max_body`. The connection decides keep-alive and closing; its owner only moves bytes.
+
+use std::mem::MaybeUninit;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::body::ChunkedDecoder;
+use super::request::{parse_head, Framing, HeaderSlots, MAX_HEADERS};
+use super::response::{self, encode, CONTINUE};
+use super::{Context, Error, Request, Response};
+use crate::Handler;
+
+/// The first read buffer of a connection; it grows only for a request that needs more.
+const READ_SIZE: usize = 4096;
+/// Stop answering pipelined requests once this much output waits, and flush first.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Buffers grown past this for one large request are given back once it is done.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
+/// What the connection needs from its owner next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Send [`Connection::output`], then report with [`Connection::sent`].
+    Write,
+    /// Receive into [`Connection::recv_buf`], then report with [`Connection::received`].
+    Read,
+    /// Close the connection: everything owed has been sent.
+    Close,
+}
+
+/// Progress on the request at the start of the input, kept while its body arrives.
+#[derive(Debug, Default)]
+struct Pending {
+    chunked: Option<ChunkedDecoder>,
+    continue_sent: bool,
+    /// Input bytes (from the request start) the request needs in full, when known.
+    need: usize,
+}
+
+/// A connection's buffers and protocol state.
+#[derive(Debug, Default)]
+pub struct Connection {
+    /// Received bytes live in `input[start..filled]`; the rest is room for the next read.
+    input: Vec<u8>,
+    start: usize,
+    filled: usize,
+    /// Encoded responses; `output[sent..]` is still to be sent.
+    output: Vec<u8>,
+    sent: usize,
+    pending: Pending,
+    /// After the output is flushed, close (error, `Connection: close`, HTTP/1.0, draining).
+    close_after_flush: bool,
+    /// The server is shutting down: answer what was asked, then close.
+    draining: bool,
+}
+
+impl Connection {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Room for the next read. Never empty while reading is wanted: the buffer grows for a
+    /// request that needs it, up to what the limits allow (a request beyond them has already
+    /// been refused).
+    pub fn recv_buf(&mut self, ctx: &Context) -> &mut [u8] {
+        if self.start == self.filled {
+            self.start = 0;
+            self.filled = 0;
+            if self.input.len() > SHRINK_ABOVE {
+                self.input = Vec::new();
+            }
+        }
+        if self.input.is_empty() {
+            self.input = vec![0; READ_SIZE];
+        }
+        let free = self.input.len() - self.filled;
+        if free < READ_SIZE / 4 && self.start > 0 {
+            self.input.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+        }
+        if self.filled == self.input.len() || self.filled - self.start < self.pending.need {
+            let limits = &ctx.limits;
+            let cap = 2 * limits.max_head + limits.max_body + 4 * READ_SIZE;
+            let want = (self.input.len() * 2).max(self.start + self.pending.need);
+            let len = want.min(cap).max(self.input.len());
+            self.input.resize(len, 0);
+        }
+        &mut self.input[self.filled..]
+    }
+
+    /// `n` bytes were received into the start of [`Self::recv_buf`].
+    pub fn received(&mut self, n: usize) {
+        assert!(
+            self.filled + n <= self.input.len(),
+            "received more than the buffer holds"
+        );
+        self.filled += n;
+    }
+
+    /// Answer every complete request buffered, in order, into the output (until the output
+    /// reaches its high-water mark: then flush and call again). Returns how many requests were
+    /// answered or refused.
+    pub fn process<H: Handler>(&mut self, handler: &mut H, ctx: &mut Context) -> usize {
+        let mut answered = 0;
+        while !self.close_after_flush
+            && self.start < self.filled
+            && self.output.len() < OUTPUT_HIGH_WATER
+        {
+            match self.next_request(handler, ctx) {
+                Some(used) => {
+                    self.start += used;
+                    self.pending = Pending::default();
+                    answered += 1;
+                }
+                None => break,
+            }
+        }
+        answered
+    }
+
+    /// Bytes to send now.
+    pub fn output(&self) -> &[u8] {
+        &self.output[self.sent..]
+    }
+
+    /// `n` bytes of [`Self::output`] were sent.
+    pub fn sent(&mut self, n: usize) {
+        assert!(
+            self.sent + n <= self.output.len(),
+            "sent more than the output holds"
+        );
+        self.sent += n;
+        if self.sent == self.output.len() {
+            self.output.clear();
+            self.sent = 0;
+            if self.output.capacity() > SHRINK_ABOVE {
+                self.output = Vec::new();
+            }
+        }
+    }
+
+    /// What to do next.
+    pub fn want(&self) -> Want {
+        if self.sent < self.output.len() {
+            Want::Write
+        } else if self.close_after_flush {
+            Want::Close
+        } else {
+            Want::Read
+        }
+    }
+
+    /// Part of a request has been received and not yet answered.
+    pub fn mid_request(&self) -> bool {
+        self.start < self.filled
+    }
+
+    /// Graceful shutdown: finish the request under way (its response says `Connection: close`),
+    /// then close. An idle connection wants to close at once.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        if !self.mid_request() {
+            self.close_after_flush = true;
+        }
+    }
+
+    /// Answer a request that took too long to arrive with 408, and close after it.
+    pub fn time_out(&mut self, ctx: &Context) {
+        self.refuse(408, ctx);
+    }
+
+    /// Handle the request at `start`. `Some(bytes used)` once it is answered (or refused),
+    /// `None` when more input is needed.
+    fn next_request<H: Handler>(&mut self, handler: &mut H, ctx: &mut Context) -> Option<usize> {
+        let buf = &mut self.input[self.start..self.filled];
+        let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let head = match parse_head(buf, &mut slots, &ctx.limits) {
+            Ok(Some(head)) => head,
+            Ok(None) => return None,
+            Err(e) => return Some(self.fail(e, ctx)),
+        };
+        let head_len = head.len;
+        let expect_continue = head.expect_continue;
+        match head.framing {
+            Framing::Length(n) => {
+                // parse_head refused lengths over max_body, so this fits in usize.
+                let total = head_len + n as usize;
+                if buf.len() < total {
+                    self.pending.need = total;
+                    self.send_continue(expect_continue);
+                    return None;
+                }
+                let mut request = head.request;
+                request.body = &buf[head_len..total];
+                let close = answer(
+                    handler,
+                    &request,
+                    head.is_head,
+                    head.keep_alive,
+                    self.draining,
+                    &mut self.output,
+                    ctx,
+                );
+                self.close_after_flush |= close;
+                Some(total)
+            }
+            Framing::Chunked => {
+                let (head_bytes, region) = buf.split_at_mut(head_len);
+                let decoder = self.pending.chunked.get_or_insert_with(ChunkedDecoder::new);
+                match decoder.decode(region, &ctx.limits) {
+                    Err(e) => Some(self.fail(e, ctx)),
+                    Ok(None) => {
+                        let region_len = region.len();
+                        if decoder.gap() >= READ_SIZE {
+                            self.filled -= decoder.compact(region, region_len);
+                        }
+                        self.send_continue(expect_continue);
+                        None
+                    }
+                    Ok(Some(done)) => {
+                        let mut slots: HeaderSlots<'_> =
+                            [const { MaybeUninit::uninit() }; MAX_HEADERS];
+                        let Ok(Some(head)) = parse_head(head_bytes, &mut slots, &ctx.limits) else {
+                            unreachable!("a head that parsed once parses again");
+                        };
+                        let mut request = head.request;
+                        request.body = &region[..done.body];
+                        let close = answer(
+                            handler,
+                            &request,
+                            head.is_head,
+                            head.keep_alive,
+                            self.draining,
+                            &mut self.output,
+                            ctx,
+                        );
+                        self.close_after_flush |= close;
+                        Some(head_len + done.consumed)
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_continue(&mut self, expected: bool) {
+        if expected && !self.pending.continue_sent {
+            self.pending.continue_sent = true;
+            self.output.extend_from_slice(CONTINUE);
+        }
+    }
+
+    /// Refuse the request with the error's status and close after it; all buffered input is
+    /// dropped (its framing is unknown). Returns the bytes consumed.
+    fn fail(&mut self, error: Error, ctx: &Context) -> usize {
+        self.refuse(error.status(), ctx);
+        self.filled - self.start
+    }
+
+    fn refuse(&mut self, status: u16, ctx: &Context) {
+        let body = response::reason(status);
+        let headers = b"Content-Type: text/plain\r\n";
+        let framing = response::Framing {
+            head: false,
+            close: true,
+            keep_alive_10: false,
+        };
+        encode(
+            &mut self.output,
+            status,
+            headers,
+            body.as_bytes(),
+            framing,
+            ctx.date.header_block(),
+        );
+        self.close_after_flush = true;
+    }
+}
+
+/// Call the handler and encode its response. Returns whether the connection closes after it.
+fn answer<H: Handler>(
+    handler: &mut H,
+    request: &Request<'_>,
+    is_head: bool,
+    keep_alive: bool,
+    draining: bool,
+    out: &mut Vec<u8>,
+    ctx: &mut Context,
+) -> bool {
+    let mut res = Response::new(&mut ctx.res_headers, &mut ctx.res_body);
+    let called = catch_unwind(AssertUnwindSafe(|| handler.call(request, &mut res)));
+    let (status, close) = match called {
+        Ok(()) => (
+            res.status_code(),
+            !keep_alive || draining || res.wants_close(),
+        ),
+        Err(_) => {
+            tracing::error!(
+                method = request.method(),
+                path = request.path(),
+                "handler panicked: answered 500 and closed the connection"
+            );
+            ctx.res_headers.clear();
+            ctx.res_body.clear();
+            ctx.res_headers
+                .extend_from_slice(b"Content-Type: text/plain\r\n");
+            ctx.res_body
+                .extend_from_slice(response::reason(500).as_bytes());
+            (500, true)
+        }
+    };
+    let framing = response::Framing {
+        head: is_head,
+        close,
+        keep_alive_10: request.version() == 0,
+    };
+    encode(
+        out,
+        status,
+        &ctx.res_headers,
+        &ctx.res_body,
+        framing,
+        ctx.date.header_block(),
+    );
+    close
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Echoes the body; panics on /panic.
+    fn echo(req: &Request<'_>, res: &mut Response<'_>) {
+        assert!(req.path() != "/panic", "asked to panic");
+        res.header("X-Path", req.path()).body(req.body());
+    }
+
+    /// Feed `chunks` one read each; return everything the connection sent and whether it
+    /// wants to close at the end.
+    fn run(chunks: &[&[u8]]) -> (String, Want) {
+        let mut ctx = Context::default();
+        let mut conn = Connection::new();
+        let mut handler = echo;
+        let mut sent = Vec::new();
+        for chunk in chunks {
+            let mut rest = *chunk;
+            while !rest.is_empty() {
+                assert_eq!(conn.want(), Want::Read);
+                let buf = conn.recv_buf(&ctx);
+                let n = buf.len().min(rest.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                conn.received(n);
+                rest = &rest[n..];
+                loop {
+                    conn.process(&mut handler, &mut ctx);
+                    if conn.want() != Want::Write {
+                        break;
+                    }
+                    sent.extend_from_slice(conn.output());
+                    let n = conn.output().len();
+                    conn.sent(n);
+                }
+                if conn.want() == Want::Close {
+                    break;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&sent).replace(
+            std::str::from_utf8(ctx.date.header_block()).expect("ascii"),
+            "",
+        );
+        (text, conn.want())
+    }
+
+    fn ok(path: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nX-Path: {path}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[test]
+    fn answers_pipelined_requests_in_order() {
+        let (out, want) =
+            run(&[b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"]);
+        assert_eq!(out, ok("/a", "") + &ok("/b", ""));
+        assert_eq!(want, Want::Read);
+    }
+
+    #[test]
+    fn byte_by_byte_equals_whole() {
+        let stream: &[u8] = b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloPOST /y HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1;e=1\r\nc\r\n0\r\nT: 1\r\n\r\nGET /z HTTP/1.1\r\nHost: h\r\n\r\n";
+        let whole = run(&[stream]);
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(run(&bytes), whole);
+        assert_eq!(
+            whole.0,
+            ok("/x", "hello") + &ok("/y", "abc") + &ok("/z", "")
+        );
+    }
+
+    #[test]
+    fn http10_and_connection_close() {
+        let (out, want) = run(&[b"GET / HTTP/1.0\r\n\r\nGET /ignored HTTP/1.0\r\n\r\n"]);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nX-Path: /\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(want, Want::Close);
+        let (out, want) = run(&[b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"]);
+        assert!(out.ends_with("Connection: keep-alive\r\n\r\n"), "{out}");
+        assert_eq!(want, Want::Read);
+    }
+
+    #[test]
+    fn bad_request_after_a_good_one_closes() {
+        let (out, want) = run(&[
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGARBAGE\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+        ]);
+        assert!(out.starts_with(&ok("/a", "")), "{out}");
+        assert!(
+            out[ok("/a", "").len()..].starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("Connection: close"), "{out}");
+        assert_eq!(want, Want::Close);
+    }
+
+    #[test]
+    fn handler_panic_is_500_and_close() {
+        let (out, want) =
+            run(&[b"GET /panic HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"]);
+        assert!(
+            out.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("/b"), "{out}");
+        assert_eq!(want, Want::Close);
+    }
+
+    #[test]
+    fn expect_continue_then_body() {
+        let (out, _) = run(&[
+            b"PUT /u HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+            b"abc",
+        ]);
+        assert_eq!(
+            out,
+            format!("HTTP/1.1 100 Continue\r\n\r\n{}", ok("/u", "abc"))
+        );
+    }
+
+    #[test]
+    fn large_body_grows_then_shrinks_the_buffer() {
+        let body = "x".repeat(900 * 1024);
+        let req = format!(
+            "POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (out, want) = run(&[req.as_bytes()]);
+        assert_eq!(out, ok("/big", &body));
+        assert_eq!(want, Want::Read);
+        let mut conn = Connection::new();
+        let ctx = Context::default();
+        assert_eq!(conn.recv_buf(&ctx).len(), READ_SIZE);
+    }
+
+    #[test]
+    fn declared_body_over_the_limit_is_refused_before_reading() {
+        let (out, want) = run(&[b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n"]);
+        assert!(
+            out.starts_with("HTTP/1.1 413 Content Too Large\r\n"),
+            "{out}"
+        );
+        assert_eq!(want, Want::Close);
+    }
+
+    #[test]
+    fn chunked_body_with_many_tiny_chunks_stays_bounded() {
+        let mut req = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..100_000 {
+            req.extend_from_slice(b"1\r\nx\r\n");
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+        let reads: Vec<&[u8]> = req.chunks(READ_SIZE).collect();
+        let (out, _) = run(&reads);
+        assert_eq!(out, ok("/", &"x".repeat(100_000)));
+    }
+
+    #[test]
+    fn drain_closes_idle_and_finishes_a_request_under_way() {
+        let mut idle = Connection::new();
+        idle.drain();
+        assert_eq!(idle.want(), Want::Close);
+
+        let mut ctx = Context::default();
+        let mut conn = Connection::new();
+        let req = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\na";
+        conn.recv_buf(&ctx)[..req.len()].copy_from_slice(req);
+        conn.received(req.len());
+        conn.process(&mut echo, &mut ctx);
+        assert_eq!(conn.want(), Want::Read);
+        conn.drain();
+        assert_eq!(conn.want(), Want::Read);
+        conn.recv_buf(&ctx)[0] = b'b';
+        conn.received(1);
+        conn.process(&mut echo, &mut ctx);
+        let text = String::from_utf8_lossy(conn.output()).into_owned();
+        assert!(text.contains("Connection: close\r\n\r\nab"), "{text}");
+        let n = conn.output().len();
+        conn.sent(n);
+        assert_eq!(conn.want(), Want::Close);
+    }
+}

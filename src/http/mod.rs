@@ -1,0 +1,94 @@
+//! Sans-IO HTTP/1.1: bytes in, bytes out, no sockets.
+//!
+//! A [`Connection`] owns a connection's input and output buffers. Its owner (the worker's ring
+//! loop, or a test, bench or fuzzer) receives bytes into [`Connection::recv_buf`], calls
+//! [`Connection::process`] to answer every complete request through a [`Handler`], sends
+//! [`Connection::output`], and follows [`Connection::want`] for what to do next.
+//!
+//! [`Handler`]: crate::Handler
+
+mod body;
+mod conn;
+mod date;
+mod request;
+mod response;
+
+pub use conn::{Connection, Want};
+pub use date::DateCache;
+pub use request::Request;
+pub use response::Response;
+
+/// Size limits on requests; each has a conventional status when exceeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line (414 beyond).
+    pub max_request_line: usize,
+    /// Longest header field line (431 beyond).
+    pub max_header_line: usize,
+    /// Largest request head, request line and headers together (431 beyond).
+    pub max_head: usize,
+    /// Most header fields (431 beyond); at most 256.
+    pub max_header_count: usize,
+    /// Largest request body, decoded (413 beyond, answered before reading it when declared).
+    pub max_body: usize,
+    /// Most chunk-extension bytes in one chunked body (400 beyond).
+    pub max_chunk_extensions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 8 * 1024,
+            max_header_line: 8 * 1024,
+            max_head: 32 * 1024,
+            max_header_count: 100,
+            max_body: 1024 * 1024,
+            max_chunk_extensions: 16 * 1024,
+        }
+    }
+}
+
+/// A request the server refuses, with the status it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Error {
+    BadRequest,
+    PayloadTooLarge,
+    UriTooLong,
+    ExpectationFailed,
+    HeadersTooLarge,
+    NotImplemented,
+    VersionNotSupported,
+}
+
+impl Error {
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            Error::BadRequest => 400,
+            Error::PayloadTooLarge => 413,
+            Error::UriTooLong => 414,
+            Error::ExpectationFailed => 417,
+            Error::HeadersTooLarge => 431,
+            Error::NotImplemented => 501,
+            Error::VersionNotSupported => 505,
+        }
+    }
+}
+
+/// Per-worker state shared by all its connections: limits, the Date cache, and the scratch
+/// buffers a handler writes its response into (reused, so the hot path does not allocate).
+#[derive(Debug, Default)]
+pub struct Context {
+    pub limits: Limits,
+    pub date: DateCache,
+    res_headers: Vec<u8>,
+    res_body: Vec<u8>,
+}
+
+impl Context {
+    pub fn new(limits: Limits) -> Self {
+        Context {
+            limits,
+            ..Context::default()
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! Request heads: parsing a buffered head with httparse, checking its framing headers, and the
+//! borrowed [`Request`] view that handlers receive.
+
+use std::mem::MaybeUninit;
+
+use super::{Error, Limits};
+
+/// Headers a request may carry; `Limits::max_header_count` may only lower this.
+pub(crate) const MAX_HEADERS: usize = 256;
+
+/// One request, borrowed from the connection's input buffer: nothing is copied or allocated.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) version: u8,
+    pub(crate) headers: &'a [httparse::Header<'a>],
+    pub(crate) body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// The method, as sent (`GET`, `POST`, ...).
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The request target without its query: `/users/7` for `/users/7?x=1`.
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+
+    /// The query after `?`, if the target had one (possibly empty).
+    pub fn query(&self) -> Option<&'a str> {
+        self.query
+    }
+
+    /// The minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// The first header with this name (compared case-insensitively), as raw bytes.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// Every header in the order received, names as sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+        self.headers.iter().map(|h| (h.name, h.value))
+    }
+
+    /// The whole request body (chunked bodies arrive here decoded); empty when there is none.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+}
+
+/// How the body of a request is delimited (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `Content-Length: n` (no framing header means a length of 0 for requests).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed head: the request (without its body yet) and what the connection needs to know.
+#[derive(Debug)]
+pub(crate) struct Head<'a> {
+    pub request: Request<'a>,
+    /// Bytes of the head including the blank line that ends it.
+    pub len: usize,
+    pub framing: Framing,
+    /// Whether the client allows the connection to stay open after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+    /// The method is HEAD: the response carries no body.
+    pub is_head: bool,
+}
+
+/// Storage for the header array, reused from one parse to the next without initialisation.
+pub(crate) type HeaderSlots<'a> = [MaybeUninit<httparse::Header<'a>>; MAX_HEADERS];
+
+/// Parse the head at the start of `buf`.
+/// `Ok(None)`: the head is not complete yet and within limits (read more).
+pub(crate) fn parse_head<'a>(
+    buf: &'a [u8],
+    slots: &'a mut HeaderSlots<'a>,
+    limits: &Limits,
+) -> Result<Option<Head<'a>>, Error> {
+    let max_headers = limits.max_header_count.min(MAX_HEADERS);
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        buf,
+        &mut slots[..max_headers],
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            check_partial(buf, limits)?;
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadersTooLarge),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(_) => return Err(Error::BadRequest),
+    };
+    if len > limits.max_head {
+        return Err(Error::HeadersTooLarge);
+    }
+    check_lines(&buf[..len], limits)?;
+
+    // httparse filled every field on Complete; the fallbacks are unreachable.
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    let version = req.version.unwrap_or(1);
+    let headers = req.headers;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut seen_te = false;
+    let mut hosts = 0usize;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+    for h in headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            if content_length.is_some() {
+                // Duplicates are refused even when equal: the strict reading of RFC 9112 §6.3.
+                return Err(Error::BadRequest);
+            }
+            content_length = Some(parse_content_length(h.value)?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if seen_te || version == 0 {
+                return Err(Error::BadRequest);
+            }
+            seen_te = true;
+            chunked = parse_transfer_encoding(h.value)?;
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if h.value.iter().any(|b| b.is_ascii_whitespace()) {
+                return Err(Error::BadRequest);
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    conn_close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    conn_keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else {
+                return Err(Error::ExpectationFailed);
+            }
+        }
+    }
+    if version == 1 && hosts != 1 || hosts > 1 {
+        return Err(Error::BadRequest);
+    }
+    let framing = match (chunked, content_length) {
+        (true, Some(_)) => return Err(Error::BadRequest),
+        (true, None) => Framing::Chunked,
+        (false, n) => Framing::Length(n.unwrap_or(0)),
+    };
+    if let Framing::Length(n) = framing {
+        if n > limits.max_body as u64 {
+            return Err(Error::PayloadTooLarge);
+        }
+    }
+    let keep_alive = !conn_close && (version == 1 || conn_keep_alive);
+    Ok(Some(Head {
+        request: Request {
+            method,
+            path,
+            query,
+            version,
+            headers,
+            body: &[],
+        },
+        len,
+        framing,
+        keep_alive,
+        expect_continue,
+        is_head: method == "HEAD",
+    }))
+}
+
+/// An incomplete head is refused as soon as it can no longer fit the limits.
+fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Error> {
+    let buf = skip_leading_newlines(buf);
+    match memchr(b'\n', buf) {
+        None if buf.len() > limits.max_request_line => Err(Error::UriTooLong),
+        _ if buf.len() > limits.max_head => Err(Error::HeadersTooLarge),
+        _ => check_lines(buf, limits),
+    }
+}
+
+/// Request line and header lines of a (possibly partial) head against their length limits.
+fn check_lines(head: &[u8], limits: &Limits) -> Result<(), Error> {
+    let head = skip_leading_newlines(head);
+    let mut lines = head.split(|&b| b == b'\n');
+    if let Some(first) = lines.next() {
+        if first.len() > limits.max_request_line {
+            return Err(Error::UriTooLong);
+        }
+    }
+    if lines.any(|l| l.len() > limits.max_header_line) {
+        return Err(Error::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+fn skip_leading_newlines(buf: &[u8]) -> &[u8] {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    &buf[start..]
+}
+
+/// httparse reports any bad version token the same way: a well-formed `HTTP/x.y` that is not
+/// 1.x gets 505, anything else is plain garbage (400).
+fn version_error(buf: &[u8]) -> Error {
+    let buf = skip_leading_newlines(buf);
+    let line = match memchr(b'\n', buf) {
+        Some(end) => &buf[..end],
+        None => buf,
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let token = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    match token {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() && *major != b'1' =>
+        {
+            Error::VersionNotSupported
+        }
+        _ => Error::BadRequest,
+    }
+}
+
+/// `Content-Length` is 1*DIGIT and nothing else: no sign, spaces inside, hex or lists.
+fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
+    if value.is_empty() {
+        return Err(Error::BadRequest);
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return Err(Error::BadRequest);
+        }
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(Error::BadRequest)
+    })
+}
+
+/// Only `chunked` is implemented. A final coding other than chunked leaves the length unknown:
+/// 400 (RFC 9112 §6.3). Another coding before chunked (`gzip, chunked`) is well framed but not
+/// something we decode: 501 (§6.1). Returns whether the body is chunked (true on success).
+fn parse_transfer_encoding(value: &[u8]) -> Result<bool, Error> {
+    let codings = || value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+    if !codings().all(is_token) {
+        return Err(Error::BadRequest);
+    }
+    let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+    let count = codings().count();
+    match codings().filter(|c| chunked(c)).count() {
+        1 if codings().next_back().is_some_and(chunked) => {
+            if count == 1 {
+                Ok(true)
+            } else {
+                Err(Error::NotImplemented)
+            }
+        }
+        _ => Err(Error::BadRequest),
+    }
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<Option<(Framing, bool, usize)>, Error> {
+        let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        parse_head(bytes, &mut slots, &Limits::default())
+            .map(|h| h.map(|h| (h.framing, h.keep_alive, h.len)))
+    }
+
+    #[test]
+    fn simple_get() {
+        let req = b"GET /a/b?x=1&y HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n";
+        let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let head = parse_head(req, &mut slots, &Limits::default())
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.request.method(), "GET");
+        assert_eq!(head.request.path(), "/a/b");
+        assert_eq!(head.request.query(), Some("x=1&y"));
+        assert_eq!(head.request.version(), 1);
+        assert_eq!(head.request.header("x-a"), Some(&b"1"[..]));
+        assert_eq!(head.len, req.len());
+        assert_eq!(head.framing, Framing::Length(0));
+        assert!(head.keep_alive);
+        assert!(!head.is_head);
+    }
+
+    #[test]
+    fn partial_head_asks_for_more() {
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: h\r\n"), Ok(None));
+        assert_eq!(parse(b"GE"), Ok(None));
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let ka = |r: &[u8]| parse(r).expect("valid").expect("complete").1;
+        assert!(ka(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn framing() {
+        let f = |r: &[u8]| parse(r).map(|h| h.map(|h| h.0));
+        assert_eq!(
+            f(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n"),
+            Ok(Some(Framing::Length(12)))
+        );
+        assert_eq!(
+            f(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Ok(Some(Framing::Chunked))
+        );
+        for bad in [
+            &b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x10\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ,chunked\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(f(bad), Err(Error::BadRequest), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(
+            f(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Err(Error::BadRequest)
+        );
+        assert_eq!(
+            f(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Err(Error::NotImplemented)
+        );
+        assert_eq!(
+            f(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n"),
+            Err(Error::PayloadTooLarge)
+        );
+    }
+
+    #[test]
+    fn host_and_version() {
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n"), Err(Error::BadRequest));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(Error::BadRequest)
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/2.0\r\n\r\n"),
+            Err(Error::VersionNotSupported)
+        );
+        assert_eq!(
+            parse(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Err(Error::VersionNotSupported)
+        );
+        assert_eq!(parse(b"GET / FOO\r\n\r\n"), Err(Error::BadRequest));
+        assert_eq!(parse(b"GARBAGE\r\n\r\n"), Err(Error::BadRequest));
+    }
+
+    #[test]
+    fn limits() {
+        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(9000));
+        assert_eq!(parse(long_line.as_bytes()), Err(Error::UriTooLong));
+        let long_partial = format!("GET /{}", "a".repeat(9000));
+        assert_eq!(parse(long_partial.as_bytes()), Err(Error::UriTooLong));
+        let big_header = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
+        assert_eq!(parse(big_header.as_bytes()), Err(Error::HeadersTooLarge));
+        let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n");
+        assert_eq!(parse(many.as_bytes()), Err(Error::HeadersTooLarge));
+    }
+}

@@ -1,0 +1,36 @@
+//! ringcorn: a thread-per-core io_uring HTTP/1.1 server for handlers compiled into the binary,
+//! run the way Gunicorn runs WSGI apps.
+//!
+//! ```no_run
+//! use ringcorn::{Request, Response, WorkerInfo};
+//!
+//! fn main() {
+//!     // One handler per worker thread; it may keep per-core state without locks.
+//!     ringcorn::run(|_worker: WorkerInfo| {
+//!         |req: &Request<'_>, res: &mut Response<'_>| {
+//!             res.header("Content-Type", "text/plain").body(req.path());
+//!         }
+//!     })
+//! }
+//! ```
+//!
+//! Layout: [`config`] (command line, [`Config`]), `server` (the master: sockets, workers,
+//! supervision), `worker` (one pinned thread with its io_uring loop), [`http`] (sans-IO
+//! HTTP/1.1), [`apps`] (built-in apps), `run` (the command's lifecycle and signals).
+
+mod app;
+pub mod apps;
+pub mod config;
+pub mod http;
+mod listener;
+mod run;
+mod server;
+mod signals;
+mod worker;
+
+pub use app::{App, Apps, Handler, WorkerInfo};
+pub use config::Config;
+pub use http::{Request, Response};
+pub use listener::BindError;
+pub use run::{run, run_apps};
+pub use server::{Running, Server, StartError};

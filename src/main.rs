@@ -1,0 +1,5 @@
+//! The `ringcorn` command: the built-in apps behind the Gunicorn-style command line.
+
+fn main() {
+    ringcorn::run_apps(ringcorn::apps::builtin())
+}

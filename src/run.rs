@@ -1,0 +1,118 @@
+//! The `ringcorn` command's life: parse the command line, start the server, then act on
+//! signals (graceful shutdown; a second SIGINT exits at once) and supervise the workers.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use clap::{CommandFactory, Parser};
+
+use crate::config::Cli;
+use crate::signals::{self, Signal};
+use crate::{App, Apps, Server};
+
+/// Exit code when a second SIGINT cuts a graceful shutdown short (128 + SIGINT).
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// Serve one compiled-in app with the full `ringcorn` command line (`APP` is not accepted).
+pub fn run<A: App>(app: A) -> ! {
+    let cli = Cli::parse();
+    if let Some(name) = &cli.app {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("this program serves one compiled-in app; APP `{name}` is not accepted"),
+            )
+            .exit();
+    }
+    let name = std::env::args()
+        .next()
+        .and_then(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "app".into());
+    std::process::exit(serve(&cli, &name, app))
+}
+
+/// Serve the app named by the command line's `APP` argument (default: the first registered).
+pub fn run_apps(apps: Apps) -> ! {
+    let cli = Cli::parse();
+    let names: Vec<&str> = apps.names().collect();
+    let name = cli
+        .app
+        .clone()
+        .or_else(|| names.first().map(|n| n.to_string()));
+    let chosen = name.as_deref().and_then(|n| apps.get(n));
+    let (Some(name), Some(app)) = (name.clone(), chosen) else {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::InvalidValue,
+                format!(
+                    "unknown app `{}`; available apps: {}",
+                    name.unwrap_or_default(),
+                    names.join(", ")
+                ),
+            )
+            .exit();
+    };
+    std::process::exit(serve(&cli, &name, app))
+}
+
+/// Run until shut down; returns the exit code.
+fn serve<A: App>(cli: &Cli, name: &str, app: A) -> i32 {
+    tracing_subscriber::fmt()
+        .with_max_level(cli.log_level.filter())
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    // Before any worker exists, so that they all inherit the mask.
+    signals::block();
+    let config = cli.config();
+    tracing::info!("Starting ringcorn {}", env!("CARGO_PKG_VERSION"));
+    let graceful = config.graceful_timeout;
+    let mut running = match Server::start(config, app) {
+        Ok(running) => running,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    tracing::info!("Using app: {name}");
+
+    let signal = loop {
+        if let Some(signal) = signals::wait(Duration::from_millis(200)) {
+            break signal;
+        }
+        if let Err(e) = running.supervise() {
+            tracing::error!("{e}; shutting down");
+            running.stop();
+            running.wait_until(Instant::now() + graceful);
+            return 1;
+        }
+    };
+
+    tracing::info!(
+        "Shutting down: {} received; finishing requests under way (graceful timeout {}s)",
+        signal.name(),
+        graceful.as_secs()
+    );
+    running.stop();
+    let deadline = Instant::now() + graceful;
+    loop {
+        if running.wait_until((Instant::now() + Duration::from_millis(50)).min(deadline)) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!("graceful timeout reached: closing the connections left");
+            break;
+        }
+        if signals::wait(Duration::ZERO) == Some(Signal::Int) {
+            tracing::warn!("second SIGINT: exiting at once");
+            return EXIT_INTERRUPTED;
+        }
+    }
+    tracing::info!("Shutdown complete");
+    0
+}

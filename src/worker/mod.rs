@@ -1,0 +1,488 @@
+//! One worker: a thread pinned to its CPU that runs its own io_uring loop over its own listening
+//! sockets and connections. Nothing on the request path is shared with other threads.
+//!
+//! The loop only moves bytes: a completed receive hands bytes to the connection's sans-IO
+//! [`Connection`], which answers what it can; the loop then sends its output in one send, and
+//! follows [`Want`] for the next step. Each connection has at most one operation in flight, so
+//! its slot is reused only after that operation's completion (no stale completions). Deadlines
+//! are checked on a periodic tick: an expired connection's socket is shut down, which completes
+//! its pending operation and lets the normal path close it.
+
+mod ring;
+mod wake;
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use io_uring::{cqueue, opcode, types, IoUring};
+use slab::Slab;
+
+use crate::http::{Connection, Context, Limits, Want};
+use crate::{App, Handler, WorkerInfo};
+pub use ring::Mode;
+use ring::{push, token, untoken, Op};
+pub use wake::Wake;
+
+/// How often deadlines are checked and the Date header refreshed.
+const TICK: Duration = Duration::from_millis(250);
+/// How long accepting pauses when the process is out of descriptors or memory.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// A send that makes no progress for this long drops the connection.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a worker is started with.
+pub struct Spec {
+    pub index: usize,
+    /// CPU to pin to; `None` leaves the thread unpinned.
+    pub cpu: Option<usize>,
+    /// One listening socket per bind address, owned by this worker alone.
+    pub listeners: Vec<OwnedFd>,
+    pub wake: Arc<Wake>,
+    pub keep_alive: Duration,
+    pub header_timeout: Duration,
+    pub limits: Limits,
+}
+
+/// Run a worker on the calling thread until it has drained. `ready` is told once the ring is
+/// set up (or why it could not be).
+pub fn run<A: App>(spec: Spec, app: &A, ready: impl FnOnce(io::Result<Mode>)) -> io::Result<()> {
+    let pinned = spec
+        .cpu
+        .filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+    if let (Some(cpu), None) = (spec.cpu, pinned) {
+        tracing::warn!(
+            "worker {} could not be pinned to CPU {cpu}; running unpinned",
+            spec.index
+        );
+    }
+    let (ring, mode) = match ring::create() {
+        Ok(created) => created,
+        Err(e) => {
+            ready(Err(io::Error::new(e.kind(), e.to_string())));
+            return Err(e);
+        }
+    };
+    match pinned {
+        Some(cpu) => tracing::info!(
+            "Booting worker {} on CPU {cpu} (io_uring {mode})",
+            spec.index
+        ),
+        None => tracing::info!("Booting worker {} unpinned (io_uring {mode})", spec.index),
+    }
+    let handler = app.handler(WorkerInfo {
+        index: spec.index,
+        cpu: pinned,
+    });
+    let mut worker = Worker::new(ring, spec, handler);
+    ready(Ok(mode));
+    worker.serve()
+}
+
+/// A connection: its socket, its protocol state, and its deadline.
+struct Conn {
+    fd: OwnedFd,
+    http: Connection,
+    /// When the pending operation should have completed by (checked on each tick).
+    deadline: Instant,
+    /// When the request under way must have arrived in full (set by its first bytes).
+    request_deadline: Instant,
+    /// The socket has been shut down; its pending operation will complete and close it.
+    shut: bool,
+}
+
+struct Worker<H> {
+    ring: IoUring,
+    index: usize,
+    listeners: Vec<Option<OwnedFd>>,
+    /// A multishot accept is armed on listener i.
+    accepting: Vec<bool>,
+    accept_paused: bool,
+    conns: Slab<Conn>,
+    handler: H,
+    ctx: Context,
+    wake: Arc<Wake>,
+    /// The eventfd read lands here. Leaked on purpose: the kernel may write it until the ring
+    /// is torn down, which can finish after the ring's descriptor is closed.
+    wake_buf: &'static mut u64,
+    tick: Box<types::Timespec>,
+    retry: Box<types::Timespec>,
+    keep_alive: Duration,
+    header_timeout: Duration,
+    /// Coarse clock, read once per completion batch.
+    now: Instant,
+    draining: bool,
+}
+
+impl<H: Handler> Worker<H> {
+    fn new(ring: IoUring, spec: Spec, handler: H) -> Self {
+        let n = spec.listeners.len();
+        Worker {
+            ring,
+            index: spec.index,
+            listeners: spec.listeners.into_iter().map(Some).collect(),
+            accepting: vec![false; n],
+            accept_paused: false,
+            conns: Slab::with_capacity(1024),
+            handler,
+            ctx: Context::new(spec.limits),
+            wake: spec.wake,
+            wake_buf: Box::leak(Box::new(0)),
+            tick: Box::new(timespec(TICK)),
+            retry: Box::new(timespec(ACCEPT_RETRY)),
+            keep_alive: spec.keep_alive,
+            header_timeout: spec.header_timeout,
+            now: Instant::now(),
+            draining: false,
+        }
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        for i in 0..self.listeners.len() {
+            self.arm_accept(i)?;
+        }
+        self.arm_tick()?;
+        self.arm_wake()?;
+        let mut batch = [(0u64, 0i32, 0u32); 256];
+        while !(self.draining && self.conns.is_empty() && !self.accepting.contains(&true)) {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                // EINTR: a signal; EBUSY: completions must be reaped first (done below).
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(e),
+            }
+            self.now = Instant::now();
+            loop {
+                let mut n = 0;
+                for cqe in self.ring.completion().take(batch.len()) {
+                    batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                    n += 1;
+                }
+                for &(user_data, result, flags) in &batch[..n] {
+                    self.complete(user_data, result, flags)?;
+                }
+                if n < batch.len() {
+                    break;
+                }
+            }
+        }
+        tracing::debug!("worker {} drained", self.index);
+        Ok(())
+    }
+
+    fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> io::Result<()> {
+        let Some((op, index)) = untoken(user_data) else {
+            return Ok(());
+        };
+        match op {
+            Op::Accept => self.on_accept(index, result, flags),
+            Op::Recv => self.on_recv(index, result),
+            Op::Send => self.on_send(index, result),
+            Op::Tick => self.on_tick(),
+            Op::Wake => self.on_wake(result),
+            Op::AcceptRetry => self.on_accept_retry(),
+            Op::Cancel => Ok(()),
+        }
+    }
+
+    // --- accepting ---
+
+    fn arm_accept(&mut self, i: usize) -> io::Result<()> {
+        let Some(listener) = &self.listeners[i] else {
+            return Ok(());
+        };
+        let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(token(Op::Accept, i));
+        // SAFETY: a multishot accept without an address buffer points at no memory.
+        unsafe { push(&mut self.ring, &entry)? };
+        self.accepting[i] = true;
+        Ok(())
+    }
+
+    fn on_accept(&mut self, i: usize, result: i32, flags: u32) -> io::Result<()> {
+        let more = cqueue::more(flags);
+        if !more {
+            self.accepting[i] = false;
+        }
+        if result >= 0 {
+            // SAFETY: a successful accept returns a new descriptor that only we hold.
+            let fd = unsafe { OwnedFd::from_raw_fd(result) };
+            if !self.draining {
+                self.open_conn(fd)?;
+            }
+        } else {
+            match -result {
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                    // Out of descriptors or memory: retrying at once would spin. Connections
+                    // wait in the kernel's backlog until the retry timer.
+                    if !self.accept_paused {
+                        tracing::warn!(
+                            "worker {}: accept failed ({}); pausing accepts for {ACCEPT_RETRY:?}",
+                            self.index,
+                            io::Error::from_raw_os_error(-result)
+                        );
+                        self.accept_paused = true;
+                        self.arm_accept_retry()?;
+                    }
+                    if more {
+                        self.cancel(token(Op::Accept, i))?;
+                    }
+                }
+                libc::ECANCELED => {}
+                errno => tracing::debug!(
+                    "worker {}: accept: {}",
+                    self.index,
+                    io::Error::from_raw_os_error(errno)
+                ),
+            }
+        }
+        if !self.accepting[i] {
+            if self.draining {
+                self.listeners[i] = None;
+            } else if !self.accept_paused {
+                self.arm_accept(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn arm_accept_retry(&mut self) -> io::Result<()> {
+        let entry = opcode::Timeout::new(&*self.retry)
+            .build()
+            .user_data(token(Op::AcceptRetry, 0));
+        // SAFETY: `self.retry` is boxed and lives as long as the worker, past the ring.
+        unsafe { push(&mut self.ring, &entry) }
+    }
+
+    fn on_accept_retry(&mut self) -> io::Result<()> {
+        self.accept_paused = false;
+        if self.draining {
+            return Ok(());
+        }
+        for i in 0..self.listeners.len() {
+            if !self.accepting[i] {
+                self.arm_accept(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    // --- connections ---
+
+    fn open_conn(&mut self, fd: OwnedFd) -> io::Result<()> {
+        let key = self.conns.insert(Conn {
+            fd,
+            http: Connection::new(),
+            deadline: self.now + self.keep_alive,
+            request_deadline: self.now + self.header_timeout,
+            shut: false,
+        });
+        self.arm_recv(key)
+    }
+
+    fn arm_recv(&mut self, key: usize) -> io::Result<()> {
+        let conn = &mut self.conns[key];
+        let buf = conn.http.recv_buf(&self.ctx);
+        let (ptr, len) = (
+            buf.as_mut_ptr(),
+            u32::try_from(buf.len()).unwrap_or(u32::MAX),
+        );
+        let entry = opcode::Recv::new(types::Fd(conn.fd.as_raw_fd()), ptr, len)
+            .build()
+            .user_data(token(Op::Recv, key));
+        // SAFETY: the buffer is the connection's input buffer, heap-allocated and owned by the
+        // connection, which stays in the slab until this receive completes; nothing touches the
+        // input buffer before then (a connection has one operation in flight at a time).
+        unsafe { push(&mut self.ring, &entry) }
+    }
+
+    fn arm_send(&mut self, key: usize) -> io::Result<()> {
+        let conn = &mut self.conns[key];
+        conn.deadline = self.now + SEND_TIMEOUT;
+        let out = conn.http.output();
+        let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Send::new(types::Fd(conn.fd.as_raw_fd()), out.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(token(Op::Send, key));
+        // SAFETY: the output buffer is owned by the connection, which stays in the slab until
+        // this send completes; the output is only appended to while no send is in flight.
+        unsafe { push(&mut self.ring, &entry) }
+    }
+
+    fn on_recv(&mut self, key: usize, result: i32) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        if result <= 0 || conn.shut {
+            // End of stream, a reset, or a deadline that shut the socket.
+            self.close(key);
+            return Ok(());
+        }
+        let was_mid_request = conn.http.mid_request();
+        conn.http.received(result as usize);
+        let answered = conn.http.process(&mut self.handler, &mut self.ctx);
+        if !was_mid_request || answered > 0 {
+            // A new request began in this read: it must arrive in full by this deadline,
+            // however slowly the rest of it trickles in.
+            conn.request_deadline = self.now + self.header_timeout;
+        }
+        self.advance(key)
+    }
+
+    fn on_send(&mut self, key: usize, result: i32) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        if result <= 0 || conn.shut {
+            self.close(key);
+            return Ok(());
+        }
+        conn.http.sent(result as usize);
+        if conn.http.want() == Want::Write {
+            return self.arm_send(key);
+        }
+        // Output flushed: answer requests still buffered (pipelining past the high-water mark).
+        if conn.http.process(&mut self.handler, &mut self.ctx) > 0 {
+            conn.request_deadline = self.now + self.header_timeout;
+        }
+        self.advance(key)
+    }
+
+    /// Do what the connection wants next, under the deadline that goes with it.
+    fn advance(&mut self, key: usize) -> io::Result<()> {
+        let conn = &mut self.conns[key];
+        match conn.http.want() {
+            Want::Write => self.arm_send(key),
+            Want::Read => {
+                conn.deadline = if conn.http.mid_request() {
+                    conn.request_deadline
+                } else {
+                    self.now + self.keep_alive
+                };
+                self.arm_recv(key)
+            }
+            Want::Close => {
+                self.close(key);
+                Ok(())
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        // Dropping the connection closes its socket; no operation of it is in flight.
+        self.conns.remove(key);
+    }
+
+    /// Shut a connection's socket down: its pending operation completes at once, and the
+    /// completion closes it.
+    fn shut_down(conn: &mut Conn) {
+        conn.shut = true;
+        // SAFETY: shutdown on a descriptor we own; it touches no memory of ours.
+        unsafe { libc::shutdown(conn.fd.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+
+    // --- time ---
+
+    fn arm_tick(&mut self) -> io::Result<()> {
+        let entry = opcode::Timeout::new(&*self.tick)
+            .build()
+            .user_data(token(Op::Tick, 0));
+        // SAFETY: `self.tick` is boxed and lives as long as the worker, past the ring.
+        unsafe { push(&mut self.ring, &entry) }
+    }
+
+    fn on_tick(&mut self) -> io::Result<()> {
+        self.ctx.date.refresh(SystemTime::now());
+        let now = self.now;
+        for (_, conn) in self.conns.iter_mut() {
+            if conn.shut || now < conn.deadline {
+                continue;
+            }
+            if conn.http.mid_request() && conn.http.want() == Want::Read {
+                // Too slow to send its request: say so before closing. The receive in flight
+                // owns the input buffer, not the (empty) output, and the socket is blocking,
+                // so the send must not wait.
+                conn.http.time_out(&self.ctx);
+                let out = conn.http.output();
+                // SAFETY: sends from a live slice; MSG_DONTWAIT never blocks the loop.
+                unsafe {
+                    libc::send(
+                        conn.fd.as_raw_fd(),
+                        out.as_ptr().cast(),
+                        out.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+            }
+            Self::shut_down(conn);
+        }
+        self.arm_tick()
+    }
+
+    // --- shutdown ---
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let entry = opcode::Read::new(types::Fd(self.wake.raw_fd()), buf.cast(), 8)
+            .build()
+            .user_data(token(Op::Wake, 0));
+        // SAFETY: `wake_buf` is leaked, so it is valid for as long as the kernel may write it;
+        // the eventfd is kept open by `self.wake` for the worker's whole life.
+        unsafe { push(&mut self.ring, &entry) }
+    }
+
+    fn on_wake(&mut self, result: i32) -> io::Result<()> {
+        if result < 0 {
+            return self.arm_wake();
+        }
+        if self.draining {
+            return Ok(());
+        }
+        self.draining = true;
+        for i in 0..self.listeners.len() {
+            if self.accepting[i] {
+                self.cancel(token(Op::Accept, i))?;
+            } else {
+                self.listeners[i] = None;
+            }
+        }
+        for (_, conn) in self.conns.iter_mut() {
+            conn.http.drain();
+            if conn.http.want() == Want::Close && !conn.shut {
+                // Idle: nothing owed. The pending receive ends with the shutdown.
+                Self::shut_down(conn);
+            }
+        }
+        Ok(())
+    }
+
+    fn cancel(&mut self, target: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(token(Op::Cancel, 0));
+        // SAFETY: a cancellation points at no memory.
+        unsafe { push(&mut self.ring, &entry) }
+    }
+}
+
+impl<H> Drop for Worker<H> {
+    fn drop(&mut self) {
+        // Only an error or a panic leaves connections here, with operations possibly in flight
+        // on their buffers. Dropping the ring (after this) cancels them, but its teardown may
+        // finish after its descriptor is closed: leak the buffers rather than free them under
+        // the kernel. Their sockets close normally.
+        for conn in self.conns.drain() {
+            std::mem::forget(conn.http);
+        }
+    }
+}
+
+fn timespec(d: Duration) -> types::Timespec {
+    types::Timespec::new()
+        .sec(d.as_secs())
+        .nsec(d.subsec_nanos())
+}
