@@ -101,6 +101,16 @@ impl Connection {
         self.filled += n;
     }
 
+    /// Copy `bytes` in as if a socket read had delivered them; returns how many fit (call again
+    /// with the rest after processing). For tests, benchmarks and fuzzing.
+    pub fn receive(&mut self, bytes: &[u8], ctx: &Context) -> usize {
+        let buf = self.recv_buf(ctx);
+        let n = buf.len().min(bytes.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        self.received(n);
+        n
+    }
+
     /// Answer every complete request buffered, in order, into the output (until the output
     /// reaches its high-water mark: then flush and call again). Returns how many requests were
     /// answered or refused.
@@ -349,10 +359,7 @@ mod tests {
             let mut rest = *chunk;
             while !rest.is_empty() {
                 assert_eq!(conn.want(), Want::Read);
-                let buf = conn.recv_buf(&ctx);
-                let n = buf.len().min(rest.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                conn.received(n);
+                let n = conn.receive(rest, &ctx);
                 rest = &rest[n..];
                 loop {
                     conn.process(&mut handler, &mut ctx);
@@ -498,15 +505,15 @@ mod tests {
 
         let mut ctx = Context::default();
         let mut conn = Connection::new();
-        let req = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\na";
-        conn.recv_buf(&ctx)[..req.len()].copy_from_slice(req);
-        conn.received(req.len());
+        conn.receive(
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\na",
+            &ctx,
+        );
         conn.process(&mut echo, &mut ctx);
         assert_eq!(conn.want(), Want::Read);
         conn.drain();
         assert_eq!(conn.want(), Want::Read);
-        conn.recv_buf(&ctx)[0] = b'b';
-        conn.received(1);
+        conn.receive(b"b", &ctx);
         conn.process(&mut echo, &mut ctx);
         let text = String::from_utf8_lossy(conn.output()).into_owned();
         assert!(text.contains("Connection: close\r\n\r\nab"), "{text}");

@@ -113,13 +113,23 @@ pub(crate) fn parse_head<'a>(
     if len > limits.max_head {
         return Err(Error::HeadersTooLarge);
     }
-    check_lines(&buf[..len], limits)?;
 
     // httparse filled every field on Complete; the fallbacks are unreachable.
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
     let version = req.version.unwrap_or(1);
     let headers = req.headers;
+    // Line lengths from the parsed pieces (httparse allows single spaces only in the request
+    // line; OWS around a field value is not counted), so the head is not scanned twice.
+    if method.len() + target.len() + "  HTTP/1.1".len() > limits.max_request_line {
+        return Err(Error::UriTooLong);
+    }
+    if headers
+        .iter()
+        .any(|h| h.name.len() + 2 + h.value.len() > limits.max_header_line)
+    {
+        return Err(Error::HeadersTooLarge);
+    }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
@@ -209,7 +219,7 @@ fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Error> {
     }
 }
 
-/// Request line and header lines of a (possibly partial) head against their length limits.
+/// Request line and header lines of a partial head against their length limits.
 fn check_lines(head: &[u8], limits: &Limits) -> Result<(), Error> {
     let head = skip_leading_newlines(head);
     let mut lines = head.split(|&b| b == b'\n');
