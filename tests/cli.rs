@@ -1,0 +1,219 @@
+//! The command line: exit codes, messages, help/version, env settings, bind
+//! failures and startup logs.
+
+mod common;
+
+use common::*;
+use std::net::TcpListener;
+use std::process::Output;
+use std::time::Duration;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+}
+
+#[test]
+fn workers_not_a_number_exits_2() {
+    let out = run_cli(&["--bind", "127.0.0.1:0", "--workers", "two"]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("--workers"), "stderr names the flag: {err}");
+    assert!(err.contains("two"), "stderr names the value: {err}");
+}
+
+#[test]
+fn workers_zero_exits_2() {
+    let out = run_cli(&["--bind", "127.0.0.1:0", "--workers", "0"]);
+    assert_code(&out, 2);
+    let out = run_cli(&["--bind", "127.0.0.1:0", "-w", "0"]);
+    assert_code(&out, 2);
+}
+
+#[test]
+fn workers_from_env_is_validated() {
+    let out = run_cli_env(&["--bind", "127.0.0.1:0"], &[("RINGCORN_WORKERS", "two")]);
+    assert_code(&out, 2);
+}
+
+#[test]
+fn bad_bind_exits_2() {
+    for bad in ["nonsense", "127.0.0.1:notaport", "300.1.1.1:80", "[::1:80"] {
+        let out = run_cli(&["--bind", bad]);
+        assert_code(&out, 2);
+    }
+    let out = run_cli(&["-b", "nonsense"]);
+    assert_code(&out, 2);
+}
+
+#[test]
+fn bad_cpus_exits_2() {
+    for bad in ["x", "1-", "3-1", ",", "a-b"] {
+        let out = run_cli(&["--bind", "127.0.0.1:0", "--cpus", bad]);
+        assert_code(&out, 2);
+    }
+}
+
+#[test]
+fn bad_numbers_and_levels_exit_2() {
+    for args in [
+        ["--keep-alive", "abc"],
+        ["--graceful-timeout", "soon"],
+        ["--backlog", "many"],
+        ["--log-level", "loud"],
+    ] {
+        let mut all = vec!["--bind", "127.0.0.1:0"];
+        all.extend_from_slice(&args);
+        let out = run_cli(&all);
+        assert_code(&out, 2);
+    }
+}
+
+#[test]
+fn unknown_app_exits_2_and_lists_apps() {
+    let out = run_cli(&["--bind", "127.0.0.1:0", "nosuchapp"]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("nosuchapp"), "stderr names the app: {err}");
+    for app in ["hello", "json", "echo"] {
+        assert!(err.contains(app), "stderr lists {app}: {err}");
+    }
+}
+
+#[test]
+fn unknown_flag_exits_2() {
+    let out = run_cli(&["--bind", "127.0.0.1:0", "--no-such-flag"]);
+    assert_code(&out, 2);
+}
+
+#[test]
+fn help_exits_0() {
+    for flag in ["--help", "-h"] {
+        let out = run_cli(&[flag]);
+        assert_code(&out, 0);
+        let text = stdout(&out) + &stderr(&out);
+        for opt in ["--workers", "--bind", "--keep-alive", "--graceful-timeout"] {
+            assert!(text.contains(opt), "{flag} output mentions {opt}: {text}");
+        }
+    }
+}
+
+#[test]
+fn version_exits_0_and_prints_version() {
+    for flag in ["--version", "-V"] {
+        let out = run_cli(&[flag]);
+        assert_code(&out, 0);
+        let text = stdout(&out) + &stderr(&out);
+        assert!(
+            text.contains(env!("CARGO_PKG_VERSION")),
+            "{flag} prints {}: {text}",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+}
+
+#[test]
+fn bind_in_use_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("local_addr").to_string();
+    let out = run_cli(&["--bind", &addr, "--workers", "1"]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains(&addr), "stderr names {addr}: {err}");
+    assert!(
+        err.to_lowercase().contains("in use"),
+        "stderr gives the OS reason: {err}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn second_bind_in_use_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("local_addr").to_string();
+    let out = run_cli(&["--bind", "127.0.0.1:0", "--bind", &addr, "--workers", "1"]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains(&addr), "stderr names {addr}: {err}");
+    assert!(err.to_lowercase().contains("in use"), "{err}");
+    drop(taken);
+}
+
+#[test]
+fn startup_logs() {
+    let server = Server::spawn(&["--bind", "127.0.0.1:0", "--workers", "1", "echo"]);
+    let addr = server.addr();
+    let log = server.log();
+    assert!(
+        log.contains(&format!("Starting ringcorn {}", env!("CARGO_PKG_VERSION"))),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("Listening at: http://127.0.0.1:{}", addr.port())),
+        "{log}"
+    );
+    server.expect_log("Using app: echo", Duration::from_secs(5));
+    server.expect_log("Booting worker", Duration::from_secs(5));
+    let mut c = connect(addr);
+    assert_eq!(c.post("/", b"up").body, b"up");
+}
+
+#[test]
+fn settings_from_environment() {
+    let server = Server::spawn_env(
+        &[],
+        &[
+            ("RINGCORN_BIND", "127.0.0.1:0"),
+            ("RINGCORN_WORKERS", "2"),
+            ("RINGCORN_KEEP_ALIVE", "1"),
+        ],
+    );
+    assert!(
+        server.wait_log_count("Booting worker", 2, Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        server.count_log_lines("Booting worker"),
+        2,
+        "{}",
+        server.log()
+    );
+    let mut c = connect(server.addr());
+    assert_hello(&c.get("/"));
+    // RINGCORN_KEEP_ALIVE=1: the idle connection is closed soon.
+    c.set_read_timeout(Duration::from_secs(4));
+    c.expect_closed();
+}
+
+#[test]
+fn command_line_overrides_environment() {
+    let server = Server::spawn_env(
+        &["--bind", "127.0.0.1:0", "--workers", "1"],
+        &[("RINGCORN_WORKERS", "3")],
+    );
+    assert!(server.wait_log_count("Booting worker", 1, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        server.count_log_lines("Booting worker"),
+        1,
+        "{}",
+        server.log()
+    );
+}
