@@ -217,3 +217,84 @@ fn command_line_overrides_environment() {
         server.log()
     );
 }
+
+/// io_uring refused the way a container's seccomp profile refuses it: `io_uring_setup` fails
+/// with ENOSYS in the child only. The server must say so in one clear line with the remedy,
+/// and exit 1 rather than hang or panic.
+#[test]
+fn io_uring_unavailable_is_one_clear_line_and_exit_1() {
+    use std::os::unix::process::CommandExt;
+
+    let mut cmd = cli_command(&["--bind", "127.0.0.1:0", "--workers", "1"]);
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl with
+    // a filter that lives on its stack for the duration of the call (async-signal-safe).
+    unsafe {
+        cmd.pre_exec(|| {
+            let nr = libc::SYS_io_uring_setup as u32;
+            let mut filter = [
+                // A = seccomp_data.nr
+                libc::sock_filter {
+                    code: 0x20,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                // if A == io_uring_setup then next else skip one
+                libc::sock_filter {
+                    code: 0x15,
+                    jt: 0,
+                    jf: 1,
+                    k: nr,
+                },
+                // return ERRNO(ENOSYS)
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+                },
+                // return ALLOW
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_mut_ptr(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run_command(cmd, &["(io_uring blocked by seccomp)"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("io_uring is unavailable"))
+        .collect();
+    assert_eq!(lines.len(), 1, "exactly one line explains it:\n{stderr}");
+    for remedy in ["kernel.io_uring_disabled", "seccomp"] {
+        assert!(
+            lines[0].contains(remedy),
+            "the line names `{remedy}`: {}",
+            lines[0]
+        );
+    }
+    assert!(
+        !stderr.contains("Listening at"),
+        "nothing listens:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "no panic:\n{stderr}");
+}

@@ -356,7 +356,17 @@ pub fn run_cli(args: &[&str]) -> Output {
 
 /// `run_cli` with extra environment variables.
 pub fn run_cli_env(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = base_command(args, envs);
+    run_command(base_command(args, envs), args)
+}
+
+/// The binary with `args`, for a test that configures the command further before
+/// [`run_command`] runs it.
+pub fn cli_command(args: &[&str]) -> Command {
+    base_command(args, &[])
+}
+
+/// Runs a prepared command to completion, like [`run_cli`].
+pub fn run_command(mut cmd: Command, args: &[&str]) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
