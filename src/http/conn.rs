@@ -195,7 +195,10 @@ impl Connection {
         };
         let head_len = head.len;
         let expect_continue = head.expect_continue;
-        match head.framing {
+        // A chunked body is decoded in place after a first parse; the head is then parsed again
+        // (into these slots) to borrow it next to the decoded body.
+        let mut reparse_slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let (head, used) = match head.framing {
             Framing::Length(n) => {
                 // parse_head refused lengths over max_body, so this fits in usize.
                 let total = head_len + n as usize;
@@ -204,56 +207,44 @@ impl Connection {
                     self.send_continue(expect_continue);
                     return None;
                 }
-                let mut request = head.request;
-                request.body = &buf[head_len..total];
-                let close = answer(
-                    handler,
-                    &request,
-                    head.is_head,
-                    head.keep_alive,
-                    self.draining,
-                    &mut self.output,
-                    ctx,
-                );
-                self.close_after_flush |= close;
-                Some(total)
+                let mut head = head;
+                head.request.body = &buf[head_len..total];
+                (head, total)
             }
             Framing::Chunked => {
                 let (head_bytes, region) = buf.split_at_mut(head_len);
                 let decoder = self.pending.chunked.get_or_insert_with(ChunkedDecoder::new);
-                match decoder.decode(region, &ctx.limits) {
-                    Err(e) => Some(self.fail(e, ctx)),
+                let done = match decoder.decode(region, &ctx.limits) {
+                    Err(e) => return Some(self.fail(e, ctx)),
                     Ok(None) => {
                         let region_len = region.len();
                         if decoder.gap() >= READ_SIZE {
                             self.filled -= decoder.compact(region, region_len);
                         }
                         self.send_continue(expect_continue);
-                        None
+                        return None;
                     }
-                    Ok(Some(done)) => {
-                        let mut slots: HeaderSlots<'_> =
-                            [const { MaybeUninit::uninit() }; MAX_HEADERS];
-                        let Ok(Some(head)) = parse_head(head_bytes, &mut slots, &ctx.limits) else {
-                            unreachable!("a head that parsed once parses again");
-                        };
-                        let mut request = head.request;
-                        request.body = &region[..done.body];
-                        let close = answer(
-                            handler,
-                            &request,
-                            head.is_head,
-                            head.keep_alive,
-                            self.draining,
-                            &mut self.output,
-                            ctx,
-                        );
-                        self.close_after_flush |= close;
-                        Some(head_len + done.consumed)
-                    }
-                }
+                    Ok(Some(done)) => done,
+                };
+                let Ok(Some(mut head)) = parse_head(head_bytes, &mut reparse_slots, &ctx.limits)
+                else {
+                    unreachable!("a head that parsed once parses again");
+                };
+                head.request.body = &region[..done.body];
+                (head, head_len + done.consumed)
             }
-        }
+        };
+        let close = answer(
+            handler,
+            &head.request,
+            head.is_head,
+            head.keep_alive,
+            self.draining,
+            &mut self.output,
+            ctx,
+        );
+        self.close_after_flush |= close;
+        Some(used)
     }
 
     fn send_continue(&mut self, expected: bool) {
