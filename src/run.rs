@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
 
-use crate::config::Cli;
+use crate::config::{available_cpus, Cli};
 use crate::signals::{self, Signal};
 use crate::{App, Apps, Server};
 
@@ -59,8 +59,29 @@ pub fn run_apps(apps: Apps) -> ! {
     std::process::exit(serve(&cli, &name, app))
 }
 
+/// Refuse `--cpus` naming a CPU this process may not run on (a usage error, exit 2), rather
+/// than run a worker unpinned.
+fn check_cpus(cli: &Cli) {
+    let Some(list) = &cli.cpus else { return };
+    let available = available_cpus();
+    if let Some(cpu) = list.0.iter().find(|c| !available.contains(c)) {
+        let available: Vec<String> = available.iter().map(usize::to_string).collect();
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "invalid value for '--cpus': CPU {cpu} is not available to this process \
+                     (available: {})",
+                    available.join(",")
+                ),
+            )
+            .exit();
+    }
+}
+
 /// Run until shut down; returns the exit code.
 fn serve<A: App>(cli: &Cli, name: &str, app: A) -> i32 {
+    check_cpus(cli);
     tracing_subscriber::fmt()
         .with_max_level(cli.log_level.filter())
         .with_target(false)

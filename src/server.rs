@@ -29,7 +29,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind(e) => e.fmt(f),
             StartError::IoUring(e) => write!(
                 f,
-                "io_uring is unavailable ({e}): ringcorn needs io_uring (Linux 6.1 or later). \
+                "io_uring is unavailable ({e}): ringcorn needs io_uring (Linux 5.19 or later). \
                  Enable it with `sysctl kernel.io_uring_disabled=0`, and in a container use a \
                  seccomp profile that allows io_uring_setup, io_uring_enter and io_uring_register"
             ),

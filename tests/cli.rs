@@ -298,3 +298,16 @@ fn io_uring_unavailable_is_one_clear_line_and_exit_1() {
     );
     assert!(!stderr.contains("panicked"), "no panic:\n{stderr}");
 }
+
+/// A CPU this process may not run on is a usage error naming it, not a silently unpinned
+/// worker.
+#[test]
+fn unavailable_cpu_exits_2_and_names_it() {
+    let out = run_cli(&["--bind", "127.0.0.1:0", "--cpus", "0,4095"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("--cpus") && stderr.contains("4095"),
+        "stderr:\n{stderr}"
+    );
+}
