@@ -24,8 +24,14 @@ pub struct Config {
     pub keep_alive: Duration,
     /// A request head must arrive in full within this long of its first byte (408 otherwise).
     pub header_timeout: Duration,
+    /// A request body must arrive in full within this long of the end of its head (408).
+    pub body_timeout: Duration,
+    /// A response send that makes no progress for this long drops the connection.
+    pub send_timeout: Duration,
     /// On SIGTERM/SIGINT, requests under way get this long to finish.
     pub graceful_timeout: Duration,
+    /// Connections one worker serves at once; past it, new ones wait in the kernel backlog.
+    pub max_connections: usize,
     /// Request size limits.
     pub limits: Limits,
 }
@@ -40,7 +46,10 @@ impl Default for Config {
             backlog: 2048,
             keep_alive: Duration::from_secs(75),
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             graceful_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
             limits: Limits::default(),
         }
     }
@@ -98,6 +107,40 @@ pub struct Cli {
         env = "RINGCORN_GRACEFUL_TIMEOUT"
     )]
     pub graceful_timeout: u64,
+
+    /// Seconds a request body may take to arrive in full, from the end of its head (then 408).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), env = "RINGCORN_BODY_TIMEOUT")]
+    pub body_timeout: u64,
+
+    /// Seconds a response send may make no progress before the connection is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), env = "RINGCORN_SEND_TIMEOUT")]
+    pub send_timeout: u64,
+
+    /// Connections each worker serves at once; past it the worker stops accepting (new
+    /// connections wait in the kernel backlog) until one closes.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), env = "RINGCORN_MAX_CONNECTIONS")]
+    pub max_connections: u64,
+
+    /// Longest request line in bytes (414 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u64).range(16..=1 << 20), env = "RINGCORN_LIMIT_REQUEST_LINE")]
+    pub limit_request_line: u64,
+
+    /// Longest header field line in bytes (431 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024, value_parser = clap::value_parser!(u64).range(16..=1 << 20), env = "RINGCORN_LIMIT_REQUEST_FIELD_SIZE")]
+    pub limit_request_field_size: u64,
+
+    /// Most header fields in a request (431 beyond; at most 256).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=256), env = "RINGCORN_LIMIT_REQUEST_FIELDS")]
+    pub limit_request_fields: u64,
+
+    /// Largest request head (request line and headers) in bytes (431 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024, value_parser = clap::value_parser!(u64).range(64..=1 << 24), env = "RINGCORN_LIMIT_REQUEST_HEAD")]
+    pub limit_request_head: u64,
+
+    /// Largest request body in bytes, after chunked decoding (413 beyond, answered before the
+    /// body is read when its length is declared).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(0..=1 << 32), env = "RINGCORN_MAX_BODY_SIZE")]
+    pub max_body_size: u64,
 
     /// Log level.
     #[arg(long, value_enum, default_value_t = LogLevel::Info, env = "RINGCORN_LOG_LEVEL")]
@@ -195,8 +238,19 @@ impl Cli {
             backlog: self.backlog,
             keep_alive: Duration::from_secs(self.keep_alive),
             header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            send_timeout: Duration::from_secs(self.send_timeout),
             graceful_timeout: Duration::from_secs(self.graceful_timeout),
-            limits: Limits::default(),
+            // The value parsers bound these far below usize::MAX.
+            max_connections: self.max_connections as usize,
+            limits: Limits {
+                max_request_line: self.limit_request_line as usize,
+                max_header_line: self.limit_request_field_size as usize,
+                max_header_count: self.limit_request_fields as usize,
+                max_head: self.limit_request_head as usize,
+                max_body: self.max_body_size as usize,
+                ..Limits::default()
+            },
         }
     }
 }
@@ -230,6 +284,8 @@ mod tests {
         assert_eq!(config.keep_alive, Duration::from_secs(75));
         assert_eq!(config.graceful_timeout, Duration::from_secs(30));
         assert!(config.workers >= 1);
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.max_connections, 10_000);
         assert_eq!(cli.app, None);
     }
 
@@ -271,6 +327,10 @@ mod tests {
             &["--cpus", "3-1"],
             &["--backlog", "0"],
             &["--keep-alive", "-1"],
+            &["--max-connections", "0"],
+            &["--limit-request-fields", "257"],
+            &["--limit-request-line", "lots"],
+            &["--max-body-size", "-5"],
         ] {
             let err = parse(args).expect_err("must fail");
             assert_eq!(err.exit_code(), 2, "{args:?}");
