@@ -79,6 +79,38 @@ fn check_cpus(cli: &Cli) {
     }
 }
 
+/// Raise the soft limit on open descriptors to the hard limit (connections are descriptors),
+/// and warn when the configured connections cannot all fit: accepts past the limit fail with
+/// EMFILE and are retried after a pause, so the server degrades rather than spins.
+fn raise_fd_limit(config: &crate::Config) {
+    // SAFETY: getrlimit/setrlimit read and write a local rlimit struct.
+    let limit = unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    };
+    let wanted = (config.workers * config.max_connections) as u64;
+    if wanted > limit {
+        tracing::warn!(
+            "{} workers x --max-connections {} exceeds the open-file limit {limit}; \
+             connections past it wait until descriptors free up (raise `ulimit -n`)",
+            config.workers,
+            config.max_connections
+        );
+    }
+}
+
 /// Run until shut down; returns the exit code.
 fn serve<A: App>(cli: &Cli, name: &str, app: A) -> i32 {
     check_cpus(cli);
@@ -92,6 +124,7 @@ fn serve<A: App>(cli: &Cli, name: &str, app: A) -> i32 {
     signals::block();
     let config = cli.config();
     tracing::info!("Starting ringcorn {}", env!("CARGO_PKG_VERSION"));
+    raise_fd_limit(&config);
     let graceful = config.graceful_timeout;
     let mut running = match Server::start(config, app) {
         Ok(running) => running,

@@ -131,6 +131,9 @@ impl<A: App> Spawner<A> {
             wake: wake.clone(),
             keep_alive: self.config.keep_alive,
             header_timeout: self.config.header_timeout,
+            body_timeout: self.config.body_timeout,
+            send_timeout: self.config.send_timeout,
+            max_connections: self.config.max_connections,
             limits: self.config.limits.clone(),
         };
         let app = self.app.clone();

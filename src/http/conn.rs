@@ -169,6 +169,16 @@ impl Connection {
         self.start < self.filled
     }
 
+    /// The request under way has a complete head and is waiting for (the rest of) its body.
+    pub fn awaiting_body(&self) -> bool {
+        self.pending.need > 0 || self.pending.chunked.is_some()
+    }
+
+    /// Bytes of memory the connection's buffers hold (allocated, used or not).
+    pub fn buffered_bytes(&self) -> usize {
+        self.input.capacity() + self.output.capacity()
+    }
+
     /// Graceful shutdown: finish the request under way (its response says `Connection: close`),
     /// then close. An idle connection wants to close at once.
     pub fn drain(&mut self) {

@@ -29,8 +29,6 @@ pub use wake::Wake;
 const TICK: Duration = Duration::from_millis(250);
 /// How long accepting pauses when the process is out of descriptors or memory.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-/// A send that makes no progress for this long drops the connection.
-const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a worker is started with.
 pub struct Spec {
@@ -42,6 +40,9 @@ pub struct Spec {
     pub wake: Arc<Wake>,
     pub keep_alive: Duration,
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_connections: usize,
     pub limits: Limits,
 }
 
@@ -86,8 +87,11 @@ struct Conn {
     http: Connection,
     /// When the pending operation should have completed by (checked on each tick).
     deadline: Instant,
-    /// When the request under way must have arrived in full (set by its first bytes).
+    /// When the request under way must have arrived in full: its head is due by
+    /// `--header-timeout` after its first bytes, then its body by `--body-timeout` after that.
     request_deadline: Instant,
+    /// The request under way has its head; `request_deadline` is the body's.
+    in_body: bool,
     /// The socket has been shut down; its pending operation will complete and close it.
     shut: bool,
 }
@@ -98,7 +102,11 @@ struct Worker<H> {
     listeners: Vec<Option<OwnedFd>>,
     /// A multishot accept is armed on listener i.
     accepting: Vec<bool>,
+    /// Accepting is paused after running out of descriptors or memory (until a timer).
     accept_paused: bool,
+    /// Accepting is paused at `max_connections` (until a connection closes).
+    full: bool,
+    max_connections: usize,
     conns: Slab<Conn>,
     handler: H,
     ctx: Context,
@@ -110,6 +118,8 @@ struct Worker<H> {
     retry: Box<types::Timespec>,
     keep_alive: Duration,
     header_timeout: Duration,
+    body_timeout: Duration,
+    send_timeout: Duration,
     /// Coarse clock, read once per completion batch.
     now: Instant,
     draining: bool,
@@ -124,6 +134,8 @@ impl<H: Handler> Worker<H> {
             listeners: spec.listeners.into_iter().map(Some).collect(),
             accepting: vec![false; n],
             accept_paused: false,
+            full: false,
+            max_connections: spec.max_connections,
             conns: Slab::with_capacity(1024),
             handler,
             ctx: Context::new(spec.limits),
@@ -133,6 +145,8 @@ impl<H: Handler> Worker<H> {
             retry: Box::new(timespec(ACCEPT_RETRY)),
             keep_alive: spec.keep_alive,
             header_timeout: spec.header_timeout,
+            body_timeout: spec.body_timeout,
+            send_timeout: spec.send_timeout,
             now: Instant::now(),
             draining: false,
         }
@@ -242,7 +256,25 @@ impl<H: Handler> Worker<H> {
         if !self.accepting[i] {
             if self.draining {
                 self.listeners[i] = None;
-            } else if !self.accept_paused {
+            } else if self.may_accept() {
+                self.arm_accept(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Neither out of descriptors, at the connection limit, nor draining.
+    fn may_accept(&self) -> bool {
+        !self.accept_paused && !self.full && !self.draining
+    }
+
+    /// Arm the accepts that are not armed, if accepting is allowed.
+    fn resume_accepting(&mut self) -> io::Result<()> {
+        if !self.may_accept() {
+            return Ok(());
+        }
+        for i in 0..self.listeners.len() {
+            if !self.accepting[i] {
                 self.arm_accept(i)?;
             }
         }
@@ -259,15 +291,7 @@ impl<H: Handler> Worker<H> {
 
     fn on_accept_retry(&mut self) -> io::Result<()> {
         self.accept_paused = false;
-        if self.draining {
-            return Ok(());
-        }
-        for i in 0..self.listeners.len() {
-            if !self.accepting[i] {
-                self.arm_accept(i)?;
-            }
-        }
-        Ok(())
+        self.resume_accepting()
     }
 
     // --- connections ---
@@ -278,8 +302,20 @@ impl<H: Handler> Worker<H> {
             http: Connection::new(),
             deadline: self.now + self.keep_alive,
             request_deadline: self.now + self.header_timeout,
+            in_body: false,
             shut: false,
         });
+        if self.conns.len() >= self.max_connections && !self.full {
+            // At the limit: stop taking connections; they wait in the kernel's backlog.
+            // Accepts already completed are still served, so the count may pass the limit by
+            // those few.
+            self.full = true;
+            for i in 0..self.listeners.len() {
+                if self.accepting[i] {
+                    self.cancel(token(Op::Accept, i))?;
+                }
+            }
+        }
         self.arm_recv(key)
     }
 
@@ -301,7 +337,7 @@ impl<H: Handler> Worker<H> {
 
     fn arm_send(&mut self, key: usize) -> io::Result<()> {
         let conn = &mut self.conns[key];
-        conn.deadline = self.now + SEND_TIMEOUT;
+        conn.deadline = self.now + self.send_timeout;
         let out = conn.http.output();
         let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
         let entry = opcode::Send::new(types::Fd(conn.fd.as_raw_fd()), out.as_ptr(), len)
@@ -319,16 +355,16 @@ impl<H: Handler> Worker<H> {
         };
         if result <= 0 || conn.shut {
             // End of stream, a reset, or a deadline that shut the socket.
-            self.close(key);
-            return Ok(());
+            return self.close(key);
         }
         let was_mid_request = conn.http.mid_request();
         conn.http.received(result as usize);
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
         if !was_mid_request || answered > 0 {
-            // A new request began in this read: it must arrive in full by this deadline,
-            // however slowly the rest of it trickles in.
+            // A new request began in this read: its head must arrive in full by this deadline,
+            // however slowly it trickles in.
             conn.request_deadline = self.now + self.header_timeout;
+            conn.in_body = false;
         }
         self.advance(key)
     }
@@ -338,8 +374,7 @@ impl<H: Handler> Worker<H> {
             return Ok(());
         };
         if result <= 0 || conn.shut {
-            self.close(key);
-            return Ok(());
+            return self.close(key);
         }
         conn.http.sent(result as usize);
         if conn.http.want() == Want::Write {
@@ -348,6 +383,7 @@ impl<H: Handler> Worker<H> {
         // Output flushed: answer requests still buffered (pipelining past the high-water mark).
         if conn.http.process(&mut self.handler, &mut self.ctx) > 0 {
             conn.request_deadline = self.now + self.header_timeout;
+            conn.in_body = false;
         }
         self.advance(key)
     }
@@ -358,23 +394,30 @@ impl<H: Handler> Worker<H> {
         match conn.http.want() {
             Want::Write => self.arm_send(key),
             Want::Read => {
-                conn.deadline = if conn.http.mid_request() {
-                    conn.request_deadline
+                if !conn.http.mid_request() {
+                    conn.deadline = self.now + self.keep_alive;
                 } else {
-                    self.now + self.keep_alive
-                };
+                    if conn.http.awaiting_body() && !conn.in_body {
+                        // The head is complete: from now on the body has its own deadline.
+                        conn.in_body = true;
+                        conn.request_deadline = self.now + self.body_timeout;
+                    }
+                    conn.deadline = conn.request_deadline;
+                }
                 self.arm_recv(key)
             }
-            Want::Close => {
-                self.close(key);
-                Ok(())
-            }
+            Want::Close => self.close(key),
         }
     }
 
-    fn close(&mut self, key: usize) {
+    fn close(&mut self, key: usize) -> io::Result<()> {
         // Dropping the connection closes its socket; no operation of it is in flight.
         self.conns.remove(key);
+        if self.full && self.conns.len() < self.max_connections {
+            self.full = false;
+            self.resume_accepting()?;
+        }
+        Ok(())
     }
 
     /// Shut a connection's socket down: its pending operation completes at once, and the
