@@ -130,6 +130,9 @@ pub(crate) fn parse_head<'a>(
     {
         return Err(Error::HeadersTooLarge);
     }
+    if !crlf_line_endings(buf, len, headers) {
+        return Err(Error::BadRequest);
+    }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
@@ -207,6 +210,26 @@ pub(crate) fn parse_head<'a>(
         expect_continue,
         is_head: method == "HEAD",
     }))
+}
+
+/// Every line of the head ends in CRLF. httparse also accepts a bare LF; we refuse it (RFC
+/// 9112 §2.2 allows either), because a proxy in front that splits lines differently is how
+/// requests get smuggled. httparse's slices say where each line starts, so only the two bytes
+/// before each header name and the final blank line are looked at, not the whole head.
+fn crlf_line_endings(buf: &[u8], len: usize, headers: &[httparse::Header<'_>]) -> bool {
+    let crlf_before = |offset: usize| offset >= 2 && &buf[offset - 2..offset] == b"\r\n";
+    let base = buf.as_ptr() as usize;
+    let leading = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    leading % 2 == 0
+        && buf[..leading].chunks(2).all(|pair| pair == b"\r\n")
+        && headers
+            .iter()
+            .all(|h| crlf_before(h.name.as_ptr() as usize - base))
+        && len >= 4
+        && &buf[len - 4..len] == b"\r\n\r\n"
 }
 
 /// An incomplete head is refused as soon as it can no longer fit the limits.
@@ -410,6 +433,30 @@ mod tests {
         );
         assert_eq!(parse(b"GET / FOO\r\n\r\n"), Err(Error::BadRequest));
         assert_eq!(parse(b"GARBAGE\r\n\r\n"), Err(Error::BadRequest));
+    }
+
+    #[test]
+    fn line_endings_must_be_crlf() {
+        assert!(parse(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            .expect("valid")
+            .is_some());
+        for bad in [
+            &b"GET / HTTP/1.1\nHost: h\n\n"[..],
+            b"GET / HTTP/1.1\r\nHost: h\n\r\n",
+            b"GET / HTTP/1.1\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\n\n",
+            b"GET / HTTP/1.0\n\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\nB: 2\r\n\r\n",
+            b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse(bad),
+                Err(Error::BadRequest),
+                "{}",
+                String::from_utf8_lossy(bad).escape_debug()
+            );
+        }
     }
 
     #[test]
