@@ -139,7 +139,7 @@ pub struct Cli {
 
     /// Largest request body in bytes, after chunked decoding (413 beyond, answered before the
     /// body is read when its length is declared).
-    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(0..=1 << 32), env = "RINGCORN_MAX_BODY_SIZE")]
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 32), env = "RINGCORN_MAX_BODY_SIZE")]
     pub max_body_size: u64,
 
     /// Log level.

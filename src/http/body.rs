@@ -6,7 +6,7 @@
 //! are looked at once however the body is split. It is stricter than httparse's
 //! `parse_chunk_size`: a size needs at least one hex digit, and every line ends in CRLF.
 
-use super::{Error, Limits};
+use super::{is_token_byte, Error, Limits};
 
 /// At most this many hex digits in a chunk size (16 fill a u64).
 const MAX_SIZE_DIGITS: u8 = 16;
@@ -28,8 +28,10 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or of the final blank line).
     TrailerStart,
-    /// Inside a trailer field line.
-    Trailer,
+    /// Inside a trailer field's name, up to its colon.
+    TrailerName,
+    /// Inside a trailer field's value, up to CR.
+    TrailerValue,
     TrailerLf,
     /// Expecting the LF of the final blank line.
     FinalLf,
@@ -167,13 +169,32 @@ impl ChunkedDecoder {
             }
             State::TrailerStart => match b {
                 b'\r' => State::FinalLf,
-                b' ' | b'\t' => return Err(Error::BadRequest), // obs-fold
                 _ => {
+                    // A space or tab here would be obs-fold: not a token byte, so refused.
                     self.line_bytes = 0;
-                    self.trailer_byte(b, limits)?
+                    self.count_trailer_byte(limits)?;
+                    if !is_token_byte(b) {
+                        return Err(Error::BadRequest);
+                    }
+                    State::TrailerName
                 }
             },
-            State::Trailer => self.trailer_byte(b, limits)?,
+            State::TrailerName => {
+                self.count_trailer_byte(limits)?;
+                match b {
+                    b':' => State::TrailerValue,
+                    _ if is_token_byte(b) => State::TrailerName,
+                    _ => return Err(Error::BadRequest),
+                }
+            }
+            State::TrailerValue => {
+                self.count_trailer_byte(limits)?;
+                match b {
+                    b'\r' => State::TrailerLf,
+                    b'\t' | b' '..=b'~' | 0x80..=0xff => State::TrailerValue,
+                    _ => return Err(Error::BadRequest),
+                }
+            }
             State::TrailerLf => {
                 expect(b, b'\n')?;
                 State::TrailerStart
@@ -196,19 +217,16 @@ impl ChunkedDecoder {
         })
     }
 
-    /// Trailer fields are checked for syntax and size, then dropped: they are never merged into
-    /// the request's headers, so they cannot change framing or Host after the fact.
-    fn trailer_byte(&mut self, b: u8, limits: &Limits) -> Result<State, Error> {
+    /// Trailer fields are checked (`name: value`, like header fields) and counted against the
+    /// head limits, then dropped: they are never merged into the request's headers, so they
+    /// cannot change framing or Host after the fact.
+    fn count_trailer_byte(&mut self, limits: &Limits) -> Result<(), Error> {
         self.trailer_bytes += 1;
         self.line_bytes += 1;
         if self.trailer_bytes > limits.max_head || self.line_bytes > limits.max_header_line {
             return Err(Error::HeadersTooLarge);
         }
-        match b {
-            b'\r' => Ok(State::TrailerLf),
-            b'\t' | b' '..=b'~' | 0x80..=0xff => Ok(State::Trailer),
-            _ => Err(Error::BadRequest),
-        }
+        Ok(())
     }
 
     fn check_body_size(&self, limits: &Limits) -> Result<(), Error> {
@@ -312,6 +330,10 @@ mod tests {
             b"3\r\nabcX\r\n0\r\n\r\n",              // no CRLF after data
             b"3\nabc\r\n0\r\n\r\n",                 // bare LF
             b"0\r\nX: 1\r\n folded\r\n\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\nBad Name: 1\r\n\r\n",
+            b"0\r\n: empty name\r\n\r\n",
+            b"0\r\nX: a\x00b\r\n\r\n",
         ] {
             assert_eq!(
                 decode_all(bad),

@@ -48,6 +48,11 @@ impl Default for Limits {
     }
 }
 
+/// A `tchar` (RFC 9110 §5.6.2): the bytes of methods, header names and codings.
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// A request the server refuses, with the status it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Error {

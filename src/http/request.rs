@@ -3,7 +3,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{Error, Limits};
+use super::{is_token_byte, Error, Limits};
 
 /// Headers a request may carry; `Limits::max_header_count` may only lower this.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -323,9 +323,7 @@ fn parse_transfer_encoding(value: &[u8]) -> Result<bool, Error> {
 }
 
 fn is_token(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.iter().copied().all(is_token_byte)
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {

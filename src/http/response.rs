@@ -192,9 +192,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(super::is_token_byte)
 }
 
 #[cfg(test)]
