@@ -119,7 +119,16 @@ impl Server {
 
     /// `spawn` with extra environment variables.
     pub fn spawn_env(args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let mut cmd = base_command(args, envs);
+        Server::spawn_command(base_command(args, envs), expected_binds(args))
+    }
+
+    /// Spawns a prepared command (see [`cli_command`]) and waits for `expected` listening
+    /// addresses.
+    pub fn spawn_command(mut cmd: Command, want: usize) -> Server {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
@@ -179,7 +188,6 @@ impl Server {
             readers: vec![err_reader, out_reader],
         };
 
-        let want = expected_binds(args);
         let deadline = Instant::now() + START_TIMEOUT;
         while server.addrs.len() < want {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -899,4 +907,316 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// Whether `[::1]` can be bound on this machine.
 pub fn ipv6_available() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+// ---------------------------------------------------------------------------
+// Hostile-input helpers (framing, syntax, limits, deadlines)
+// ---------------------------------------------------------------------------
+
+/// The status line ringcorn sends for `code` (RFC 9110 reason phrases).
+pub fn status_line(code: u16) -> String {
+    let reason = match code {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
+        _ => panic!("no reason phrase known for {code}"),
+    };
+    format!("HTTP/1.1 {code} {reason}")
+}
+
+/// What the server must do with one raw-bytes case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect<'a> {
+    /// Exactly this error status, `Connection: close`, then the server closes.
+    Refuse(u16),
+    /// `200 OK` with exactly this body, and the connection stays usable.
+    Accept(&'a [u8]),
+}
+
+/// A server to throw raw bytes at, and how to prove a connection is still in sync.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    pub addr: SocketAddr,
+    /// The server runs the echo app (else hello): the follow-up request is a POST whose body
+    /// must come back exactly, so leftovers of a previous request would show.
+    pub echo: bool,
+}
+
+/// Checks one error response without panicking: exact status line, `Connection: close`,
+/// `Content-Type: text/plain`, a body of its `Content-Length`, no `Transfer-Encoding`.
+pub fn check_refusal(resp: &Response, code: u16) -> Result<(), String> {
+    let want = status_line(code);
+    if resp.status_line != want {
+        return Err(format!("expected {want:?}, got {resp:?}"));
+    }
+    if !resp.closes() {
+        return Err(format!("expected Connection: close in {resp:?}"));
+    }
+    if resp.header("Content-Type") != Some("text/plain") {
+        return Err(format!("expected Content-Type: text/plain in {resp:?}"));
+    }
+    if resp.header_count("Content-Length") != 1 || resp.header("Transfer-Encoding").is_some() {
+        return Err(format!("bad framing headers in {resp:?}"));
+    }
+    Ok(())
+}
+
+impl Probe {
+    /// Sends `bytes` on a fresh connection and checks `expect`, returning what went wrong.
+    pub fn check(&self, bytes: &[u8], expect: Expect<'_>) -> Result<(), String> {
+        let mut c = connect(self.addr);
+        let sent = c.try_send(bytes);
+        match expect {
+            Expect::Refuse(code) => {
+                // A write error is possible when the server refused early; the response must
+                // still be readable.
+                let resp = c
+                    .try_read_response(false)
+                    .map_err(|e| format!("no response (write: {sent:?}): {e:?}"))?;
+                check_refusal(&resp, code)?;
+                c.try_expect_closed()
+            }
+            Expect::Accept(body) => {
+                sent.map_err(|e| format!("write failed: {e}"))?;
+                let resp = c
+                    .try_read_response(false)
+                    .map_err(|e| format!("no response: {e:?}"))?;
+                if resp.status_line != "HTTP/1.1 200 OK" || resp.body != body {
+                    return Err(format!(
+                        "expected 200 with body {:?}, got {resp:?}",
+                        String::from_utf8_lossy(body)
+                    ));
+                }
+                if resp.closes() {
+                    return Err(format!("the 200 closes the connection: {resp:?}"));
+                }
+                self.follow_up(&mut c)
+            }
+        }
+    }
+
+    /// One more request on `c` must be answered exactly.
+    pub fn follow_up(&self, c: &mut Conn) -> Result<(), String> {
+        let (req, want): (Vec<u8>, &[u8]) = if self.echo {
+            (post_req("/follow-up", b"follow-up"), b"follow-up")
+        } else {
+            (get_req("/follow-up").into_bytes(), HELLO_BODY.as_bytes())
+        };
+        c.try_send(&req)
+            .map_err(|e| format!("follow-up write failed: {e}"))?;
+        let resp = c
+            .try_read_response(false)
+            .map_err(|e| format!("no response to the follow-up request: {e:?}"))?;
+        if resp.status_line != "HTTP/1.1 200 OK" || resp.body != want {
+            return Err(format!("follow-up request got {resp:?}"));
+        }
+        Ok(())
+    }
+
+    /// Runs every case on its own connection, then panics listing every failed case (by
+    /// name, with its bytes) if any failed. Also checks that a fresh connection is served.
+    pub fn run_table(&self, table: &str, cases: &[(&str, Vec<u8>, Expect<'_>)]) {
+        assert!(!cases.is_empty(), "table {table} has no cases");
+        let mut failures = Vec::new();
+        for (name, bytes, expect) in cases {
+            if let Err(e) = self.check(bytes, *expect) {
+                let shown: String = String::from_utf8_lossy(bytes).chars().take(300).collect();
+                failures.push(format!(
+                    "  [{name}] expect {expect:?}\n    sent {shown:?}\n    {e}"
+                ));
+            }
+        }
+        let mut c = connect(self.addr);
+        if let Err(e) = self.follow_up(&mut c) {
+            failures.push(format!("  [fresh connection after the table] {e}"));
+        }
+        assert!(
+            failures.is_empty(),
+            "{table}: {} of {} case(s) failed:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
+    }
+}
+
+/// How a socket stands after waiting for it to become readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readable {
+    /// At least one byte can be read.
+    Data,
+    /// Orderly end of stream.
+    Eof,
+    /// ECONNRESET or similar.
+    Reset,
+    /// Nothing within the wait.
+    Nothing,
+}
+
+impl Conn {
+    /// `expect_closed` that reports instead of panicking.
+    pub fn try_expect_closed(&mut self) -> Result<(), String> {
+        let buffered = self.reader.buffer();
+        if !buffered.is_empty() {
+            return Err(format!(
+                "expected close but {} unread byte(s) are buffered: {:?}",
+                buffered.len(),
+                String::from_utf8_lossy(buffered)
+            ));
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.reader.get_mut().read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    return Err(format!(
+                        "expected close but got {n} byte(s): {:?}",
+                        String::from_utf8_lossy(&buf[..n])
+                    ))
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_reset(e.kind()) => return Ok(()),
+                Err(e) if is_timeout(e.kind()) => {
+                    return Err(
+                        "the server did not close the connection within the read timeout".into(),
+                    )
+                }
+                Err(e) => return Err(format!("unexpected error while expecting close: {e}")),
+            }
+        }
+    }
+
+    /// Waits at most `wait` for the socket to become readable, consuming nothing (the
+    /// buffered reader's own bytes count as data). Restores the read timeout afterwards.
+    pub fn wait_readable(&mut self, wait: Duration) -> Readable {
+        if !self.reader.buffer().is_empty() {
+            return Readable::Data;
+        }
+        let wait = wait.max(Duration::from_millis(1));
+        self.set_read_timeout(wait);
+        let mut b = [0u8; 1];
+        let deadline = Instant::now() + wait;
+        let r = loop {
+            match self.stream().peek(&mut b) {
+                Ok(0) => break Readable::Eof,
+                Ok(_) => break Readable::Data,
+                Err(e) if e.kind() == ErrorKind::Interrupted && Instant::now() < deadline => {}
+                Err(e) if is_reset(e.kind()) => break Readable::Reset,
+                Err(e) if is_timeout(e.kind()) || e.kind() == ErrorKind::Interrupted => {
+                    break Readable::Nothing
+                }
+                Err(e) => panic!("peek on {} failed: {e}", self.addr),
+            }
+        };
+        self.set_read_timeout(IO_TIMEOUT);
+        r
+    }
+
+    /// Asserts that for `wait` the server neither sends anything nor closes.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        let r = self.wait_readable(wait);
+        assert_eq!(
+            r,
+            Readable::Nothing,
+            "expected the connection to stay open and silent for {wait:?}"
+        );
+    }
+}
+
+/// Connects to `addr` (IPv4) from a socket whose SO_RCVBUF is set to `rcvbuf` bytes before
+/// `connect`, so the advertised window stays small (std cannot set it). `IO_TIMEOUT` applies.
+pub fn connect_with_rcvbuf(addr: SocketAddr, rcvbuf: libc::c_int) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        panic!("connect_with_rcvbuf: IPv4 only, got {addr}")
+    };
+    // SAFETY: plain socket syscalls on a descriptor this function owns until it is handed to
+    // TcpStream (which then closes it); sockaddr_in is plain data, fully initialised.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&rcvbuf as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(
+            rc,
+            0,
+            "setsockopt(SO_RCVBUF): {}",
+            io::Error::last_os_error()
+        );
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_port = v4.port().to_be();
+        sa.sin_addr = libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        };
+        let rc = libc::connect(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "connect to {addr}: {}", io::Error::last_os_error());
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("set_read_timeout");
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .expect("set_write_timeout");
+        stream
+    }
+}
+
+/// Raises this process's RLIMIT_NOFILE soft limit to at least `want` (capped by the hard
+/// limit); returns the soft limit now in force. Children spawned later inherit it.
+pub fn raise_nofile_limit(want: u64) -> u64 {
+    // SAFETY: getrlimit/setrlimit on a plain struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        assert_eq!(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim),
+            0,
+            "getrlimit: {}",
+            io::Error::last_os_error()
+        );
+        let target = (want as libc::rlim_t).min(lim.rlim_max);
+        if lim.rlim_cur < target {
+            lim.rlim_cur = target;
+            assert_eq!(
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim),
+                0,
+                "setrlimit: {}",
+                io::Error::last_os_error()
+            );
+        }
+        lim.rlim_cur as u64
+    }
+}
+
+/// CPU time (user + system, all threads) the process `pid` has used so far, from
+/// /proc/PID/stat.
+pub fn process_cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/stat: {e}"));
+    // The command name (field 2) may hold spaces: count fields after its closing ')'.
+    let rest = &stat[stat.rfind(')').expect("comm in /proc/PID/stat") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    assert!(hz > 0, "sysconf(_SC_CLK_TCK) = {hz}");
+    Duration::from_secs_f64(ticks as f64 / hz as f64)
 }
