@@ -1,4 +1,4 @@
-//! The built-in apps: hello, json, echo; standard response headers; HEAD.
+//! The built-in apps: hello, json, echo, bytes; standard response headers; HEAD.
 
 mod common;
 
@@ -170,4 +170,23 @@ fn head_json_has_length_but_no_body() {
     check_common_headers(&head, true);
     let resp = c.get("/");
     assert_eq!(resp.body_str(), JSON_BODY);
+}
+
+#[test]
+fn bytes_app_sizes_the_body_from_the_path() {
+    let server = Server::app("bytes", &[]);
+    let mut c = connect(server.addr());
+    for n in [0usize, 13, 4096, 65_536, 1_048_576] {
+        let resp = c.get(&format!("/{n}"));
+        assert_eq!(resp.status, 200, "GET /{n}");
+        assert_eq!(resp.body.len(), n, "GET /{n}");
+        assert!(resp.body.iter().all(|&b| b == b'x'), "GET /{n}");
+        assert_eq!(
+            resp.header("content-type"),
+            Some("application/octet-stream")
+        );
+    }
+    for bad in ["/", "/abc", "/-1", "/16777217", "/?x"] {
+        assert_eq!(c.get(bad).status, 404, "GET {bad}");
+    }
 }
