@@ -133,8 +133,9 @@ pub(crate) fn parse_head<'a>(
     if !crlf_line_endings(buf, len, headers) {
         return Err(Error::BadRequest);
     }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    // A byte search: `split_once('?')` goes through the generic char searcher.
+    let (path, query) = match target.bytes().position(|b| b == b'?') {
+        Some(i) => (&target[..i], Some(&target[i + 1..])),
         None => (target, None),
     };
 
