@@ -1,8 +1,12 @@
-//! Criterion benches of the sans-IO HTTP layer: requests through `Connection` (parse → handler →
-//! encode), no sockets. Run: `cargo bench --bench http`.
+//! Criterion benches of the sans-IO HTTP layer, no sockets: request-head parsing, response
+//! encoding, the Date cache, and whole requests through `Connection` (parse → handler → encode).
+//! Run: `cargo bench --bench http`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcorn::http::{Connection, Context, Want};
+use std::time::{Duration, SystemTime};
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ringcorn::http::internals::{encode_response, parse_head_len};
+use ringcorn::http::{Connection, Context, DateCache, Limits, Want};
 use ringcorn::{Request, Response};
 
 fn hello(_req: &Request<'_>, res: &mut Response<'_>) {
@@ -84,5 +88,71 @@ fn requests(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, requests);
+/// A request with 100 header fields (the default limit).
+fn hundred_headers() -> Vec<u8> {
+    let mut req = b"GET /api/items?page=2 HTTP/1.1\r\nHost: example.com\r\n".to_vec();
+    for i in 0..99 {
+        req.extend_from_slice(format!("X-Header-{i:02}: value-{i:02}-abcdefghij\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req
+}
+
+fn parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse");
+    let limits = Limits::default();
+    let hundred = hundred_headers();
+    for (name, input) in [
+        ("small", WRK),
+        ("browser", BROWSER),
+        ("100_headers", &hundred[..]),
+    ] {
+        assert_eq!(
+            parse_head_len(input, &limits),
+            Some(input.len()),
+            "{name} must parse"
+        );
+        group.throughput(Throughput::Bytes(input.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), input, |b, input| {
+            b.iter(|| parse_head_len(black_box(input), &limits))
+        });
+    }
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let date = DateCache::new();
+    let mut out = Vec::with_capacity(4096);
+    c.bench_function("encode/hello", |b| {
+        b.iter(|| {
+            out.clear();
+            encode_response(
+                &mut out,
+                200,
+                b"Content-Type: text/plain\r\n",
+                black_box(b"Hello, World!"),
+                date.header_block(),
+            );
+            out.len()
+        })
+    });
+}
+
+fn date(c: &mut Criterion) {
+    let mut group = c.benchmark_group("date");
+    let now = SystemTime::now();
+    let mut cache = DateCache::new();
+    cache.refresh(now);
+    group.bench_function("same_second", |b| b.iter(|| cache.refresh(black_box(now))));
+    let mut second = 0u64;
+    group.bench_function("new_second", |b| {
+        b.iter(|| {
+            second += 1;
+            cache.refresh(black_box(now + Duration::from_secs(second)))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse, encode, date, requests);
 criterion_main!(benches);

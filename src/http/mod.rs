@@ -48,6 +48,41 @@ impl Default for Limits {
     }
 }
 
+/// Pieces of the HTTP layer exposed for benchmarks and fuzzing only: not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    use std::mem::MaybeUninit;
+
+    use super::request::{parse_head, HeaderSlots, MAX_HEADERS};
+    use super::response::{encode, Framing};
+    use super::Limits;
+
+    /// Parse the request head at the start of `buf`: its length when complete and valid.
+    pub fn parse_head_len(buf: &[u8], limits: &Limits) -> Option<usize> {
+        let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        parse_head(buf, &mut slots, limits)
+            .ok()
+            .flatten()
+            .map(|h| h.len)
+    }
+
+    /// Encode a keep-alive response as the connection does.
+    pub fn encode_response(
+        out: &mut Vec<u8>,
+        status: u16,
+        headers: &[u8],
+        body: &[u8],
+        server_date: &[u8],
+    ) {
+        let framing = Framing {
+            head: false,
+            close: false,
+            keep_alive_10: false,
+        };
+        encode(out, status, headers, body, framing, server_date);
+    }
+}
+
 /// A `tchar` (RFC 9110 §5.6.2): the bytes of methods, header names and codings.
 pub(crate) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
