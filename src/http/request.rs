@@ -107,32 +107,25 @@ pub(crate) fn parse_head<'a>(
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadersTooLarge),
-        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(httparse::Error::Version) => {
+            return match version_error(buf) {
+                Some(error) => Err(error),
+                // `HTTP/2` with its line not ended yet: the full token decides (505 or 400).
+                None => check_partial(buf, limits).map(|()| None),
+            };
+        }
         Err(_) => return Err(Error::BadRequest),
     };
-    if len > limits.max_head {
-        return Err(Error::HeadersTooLarge);
-    }
 
     // httparse filled every field on Complete; the fallbacks are unreachable.
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
     let version = req.version.unwrap_or(1);
     let headers = req.headers;
-    // Line lengths from the parsed pieces (httparse allows single spaces only in the request
-    // line; OWS around a field value is not counted), so the head is not scanned twice.
-    if method.len() + target.len() + "  HTTP/1.1".len() > limits.max_request_line {
-        return Err(Error::UriTooLong);
-    }
-    if headers
-        .iter()
-        .any(|h| h.name.len() + 2 + h.value.len() > limits.max_header_line)
-    {
-        return Err(Error::HeadersTooLarge);
-    }
     if !crlf_line_endings(buf, len, headers) {
         return Err(Error::BadRequest);
     }
+    check_complete_lines(buf, len, headers, limits)?;
     // A byte search: `split_once('?')` goes through the generic char searcher.
     let (path, query) = match target.bytes().position(|b| b == b'?') {
         Some(i) => (&target[..i], Some(&target[i + 1..])),
@@ -174,7 +167,9 @@ pub(crate) fn parse_head<'a>(
                     conn_keep_alive = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("expect") {
+        } else if name.eq_ignore_ascii_case("expect") && version == 1 {
+            // An HTTP/1.0 client cannot expect 100 Continue: the expectation is ignored
+            // (RFC 9110 §10.1.1).
             if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
             } else {
@@ -233,26 +228,55 @@ fn crlf_line_endings(buf: &[u8], len: usize, headers: &[httparse::Header<'_>]) -
         && &buf[len - 4..len] == b"\r\n\r\n"
 }
 
-/// An incomplete head is refused as soon as it can no longer fit the limits.
-fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Error> {
-    let buf = skip_leading_newlines(buf);
-    match memchr(b'\n', buf) {
-        None if buf.len() > limits.max_request_line => Err(Error::UriTooLong),
-        _ if buf.len() > limits.max_head => Err(Error::HeadersTooLarge),
-        _ => check_lines(buf, limits),
+/// The limits, in the order both checks below apply them: request line (414), then the head's
+/// size (431), then each header line (431). A line is counted without its CRLF, so a head is
+/// measured the same whether it arrived whole or in pieces: a valid request is never refused
+/// because of where a read happened to cut it.
+///
+/// A complete head (its CRLFs already checked): httparse's slices say where each line starts,
+/// so the lengths come from those offsets, without scanning the head again.
+fn check_complete_lines(
+    buf: &[u8],
+    len: usize,
+    headers: &[httparse::Header<'_>],
+    limits: &Limits,
+) -> Result<(), Error> {
+    let lead = buf.len() - skip_leading_newlines(buf).len();
+    let base = buf.as_ptr() as usize;
+    let starts = || headers.iter().map(|h| h.name.as_ptr() as usize - base);
+    // Where the blank line ending the head starts: the end (+ CRLF) of the last line.
+    let blank = len - 2;
+    let request_line_end = starts().next().unwrap_or(blank) - 2;
+    if request_line_end - lead > limits.max_request_line {
+        return Err(Error::UriTooLong);
     }
+    if len > limits.max_head {
+        return Err(Error::HeadersTooLarge);
+    }
+    let next_starts = starts().skip(1).chain(std::iter::once(blank));
+    if starts()
+        .zip(next_starts)
+        .any(|(start, next)| next - 2 - start > limits.max_header_line)
+    {
+        return Err(Error::HeadersTooLarge);
+    }
+    Ok(())
 }
 
-/// Request line and header lines of a partial head against their length limits.
-fn check_lines(head: &[u8], limits: &Limits) -> Result<(), Error> {
-    let head = skip_leading_newlines(head);
-    let mut lines = head.split(|&b| b == b'\n');
-    if let Some(first) = lines.next() {
-        if first.len() > limits.max_request_line {
-            return Err(Error::UriTooLong);
-        }
+/// An incomplete head is refused as soon as it can no longer fit the limits.
+fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Error> {
+    let line_len = |line: &[u8]| line.strip_suffix(b"\r").unwrap_or(line).len();
+    let mut lines = skip_leading_newlines(buf).split(|&b| b == b'\n');
+    if lines
+        .next()
+        .is_some_and(|first| line_len(first) > limits.max_request_line)
+    {
+        return Err(Error::UriTooLong);
     }
-    if lines.any(|l| l.len() > limits.max_header_line) {
+    if buf.len() > limits.max_head {
+        return Err(Error::HeadersTooLarge);
+    }
+    if lines.any(|line| line_len(line) > limits.max_header_line) {
         return Err(Error::HeadersTooLarge);
     }
     Ok(())
@@ -267,22 +291,39 @@ fn skip_leading_newlines(buf: &[u8]) -> &[u8] {
 }
 
 /// httparse reports any bad version token the same way: a well-formed `HTTP/x.y` that is not
-/// 1.x gets 505, anything else is plain garbage (400).
-fn version_error(buf: &[u8]) -> Error {
+/// 1.x gets 505, anything else is plain garbage (400). httparse fails on `HTTP/2` before the
+/// line has ended; while the token could still become `HTTP/x.y`, `None` asks to read on, so
+/// the answer does not depend on where a read cut the line.
+fn version_error(buf: &[u8]) -> Option<Error> {
     let buf = skip_leading_newlines(buf);
-    let line = match memchr(b'\n', buf) {
-        Some(end) => &buf[..end],
-        None => buf,
+    let (line, ended) = match memchr(b'\n', buf) {
+        Some(end) => (&buf[..end], true),
+        None => (buf, false),
     };
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let token = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    match token {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() && *major != b'1' =>
-        {
-            Error::VersionNotSupported
-        }
-        _ => Error::BadRequest,
+    let well_formed = |t: &[u8]| {
+        matches!(t, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit())
+    };
+    if well_formed(token) && token[5] != b'1' && ended {
+        return Some(Error::VersionNotSupported);
+    }
+    // Could the token, read on, still become a well-formed version?
+    let mut template = *b"HTTP/0.0";
+    let prefix = token.len() <= template.len()
+        && token.iter().enumerate().all(|(i, &b)| {
+            if i == 5 || i == 7 {
+                template[i] = b;
+                b.is_ascii_digit()
+            } else {
+                template[i] == b
+            }
+        });
+    if !ended && prefix {
+        None
+    } else {
+        Some(Error::BadRequest)
     }
 }
 
@@ -435,6 +476,23 @@ mod tests {
     }
 
     #[test]
+    fn expect_is_ignored_in_http10() {
+        let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let req = b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n";
+        let head = parse_head(req, &mut slots, &Limits::default())
+            .expect("valid")
+            .expect("complete");
+        assert!(!head.expect_continue);
+        assert!(parse(b"GET / HTTP/1.0\r\nExpect: something\r\n\r\n")
+            .expect("valid")
+            .is_some());
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: h\r\nExpect: something\r\n\r\n"),
+            Err(Error::ExpectationFailed)
+        );
+    }
+
+    #[test]
     fn line_endings_must_be_crlf() {
         assert!(parse(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
             .expect("valid")
@@ -472,5 +530,57 @@ mod tests {
         let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n");
         assert_eq!(parse(many.as_bytes()), Err(Error::HeadersTooLarge));
+    }
+
+    /// Limits count a line without its CRLF, whether the head is complete or still arriving:
+    /// a head exactly at the limits is accepted under every split.
+    #[test]
+    fn limits_do_not_depend_on_where_reads_cut() {
+        let limits = Limits {
+            max_request_line: 24,
+            max_header_line: 10,
+            ..Limits::default()
+        };
+        // Request line of exactly 24 bytes, header lines of exactly 10 ("Host: h" is 7).
+        let head = b"GET /aaaaaaaaaa HTTP/1.1\r\nHost: hhhh\r\nX:    vvvv\r\n\r\n";
+        assert_eq!(b"GET /aaaaaaaaaa HTTP/1.1".len(), 24);
+        for cut in 1..head.len() {
+            let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let partial = parse_head(&head[..cut], &mut slots, &limits).map(|h| h.is_some());
+            assert_eq!(partial, Ok(false), "cut at {cut}");
+        }
+        let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        assert!(parse_head(head, &mut slots, &limits)
+            .expect("valid")
+            .is_some());
+        // One byte more on a header line is refused, whole or cut just after it.
+        let over = b"GET / HTTP/1.1\r\nHost: hhhhh\r\n\r\n";
+        for cut in [over.len() - 2, over.len()] {
+            let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            assert_eq!(
+                parse_head(&over[..cut], &mut slots, &limits).map(|h| h.is_some()),
+                Err(Error::HeadersTooLarge),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn version_errors_wait_for_the_end_of_the_line() {
+        for cut in [
+            "GET / H",
+            "GET / HTTP/2",
+            "GET / HTTP/2.",
+            "GET / HTTP/2.0",
+            "GET / HTTP/2.0\r",
+        ] {
+            assert_eq!(parse(cut.as_bytes()), Ok(None), "{cut:?}");
+        }
+        assert_eq!(
+            parse(b"GET / HTTP/2.0\r\n"),
+            Err(Error::VersionNotSupported)
+        );
+        assert_eq!(parse(b"GET / HTTP/2.0x"), Err(Error::BadRequest));
+        assert_eq!(parse(b"GET / HTTP/x"), Err(Error::BadRequest));
     }
 }
