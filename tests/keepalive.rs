@@ -135,3 +135,27 @@ fn active_keepalive_connection_is_not_closed() {
     }
     assert_hello(&c.get("/done"));
 }
+
+/// A keep-alive connection idle past a second is parked (its buffers freed, a readiness poll
+/// armed instead of a receive): it must serve its next requests exactly as before, and a parked
+/// connection must still be closed at the keep-alive deadline.
+#[test]
+fn parked_idle_connection_serves_again_and_still_times_out() {
+    let server = Server::app("echo", &["--keep-alive", "4"]);
+    let mut c = connect(server.addr());
+    assert_eq!(c.get("/").status, 200);
+    thread::sleep(Duration::from_millis(1600));
+    // Parked by now: a pipelined pair and a body must come through intact.
+    c.send(b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: t\r\n\r\n");
+    let first = c.read_response();
+    assert_eq!((first.status, first.body.as_slice()), (200, &b"hello"[..]));
+    assert_eq!(c.read_response().status, 200);
+    // Parked again, then closed silently at the keep-alive deadline (4 s idle).
+    let start = Instant::now();
+    c.expect_closed();
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "closed after {:?}",
+        start.elapsed()
+    );
+}

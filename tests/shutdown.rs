@@ -232,3 +232,20 @@ fn second_sigint_exits_130_at_once() {
     assert_code(status, 130, &server);
     drain_until_closed(&busy);
 }
+
+#[test]
+fn sigterm_closes_parked_idle_connections_promptly() {
+    let mut server = Server::spawn(&["--bind", "127.0.0.1:0", "--workers", "1"]);
+    let mut conns: Vec<Conn> = (0..20).map(|_| connect(server.addr())).collect();
+    for c in &mut conns {
+        assert_hello(&c.get("/"));
+    }
+    // Idle past the parking threshold (1 s): every connection waits on a poll, not a receive.
+    thread::sleep(Duration::from_millis(1600));
+    server.signal(libc::SIGTERM);
+    let status = server.expect_exit(PROMPT);
+    assert_code(status, 0, &server);
+    for c in &mut conns {
+        c.expect_closed();
+    }
+}

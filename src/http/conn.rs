@@ -174,6 +174,21 @@ impl Connection {
         self.pending.need > 0 || self.pending.chunked.is_some()
     }
 
+    /// Give the buffers back while the connection is idle (nothing received or owed), so an
+    /// idle keep-alive connection holds no buffer memory; the next read allocates again.
+    /// Returns whether it was idle (and so released them).
+    pub fn park(&mut self) -> bool {
+        if self.mid_request() || self.want() != Want::Read {
+            return false;
+        }
+        self.input = Vec::new();
+        self.start = 0;
+        self.filled = 0;
+        self.output = Vec::new();
+        self.sent = 0;
+        true
+    }
+
     /// Bytes of memory the connection's buffers hold (allocated, used or not).
     pub fn buffered_bytes(&self) -> usize {
         self.input.capacity() + self.output.capacity()
@@ -496,6 +511,29 @@ mod tests {
         let reads: Vec<&[u8]> = req.chunks(READ_SIZE).collect();
         let (out, _) = run(&reads);
         assert_eq!(out, ok("/", &"x".repeat(100_000)));
+    }
+
+    #[test]
+    fn park_releases_the_buffers_of_an_idle_connection_only() {
+        let mut ctx = Context::default();
+        let mut conn = Connection::new();
+        conn.receive(b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /next", &ctx);
+        conn.process(&mut echo, &mut ctx);
+        assert!(!conn.park(), "output owed");
+        let n = conn.output().len();
+        conn.sent(n);
+        assert!(!conn.park(), "a request is under way");
+        conn.receive(b" HTTP/1.1\r\nHost: h\r\n\r\n", &ctx);
+        conn.process(&mut echo, &mut ctx);
+        let n = conn.output().len();
+        conn.sent(n);
+        assert!(conn.buffered_bytes() > 0);
+        assert!(conn.park());
+        assert_eq!(conn.buffered_bytes(), 0);
+        // It works as before afterwards.
+        conn.receive(b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n", &ctx);
+        conn.process(&mut echo, &mut ctx);
+        assert!(String::from_utf8_lossy(conn.output()).contains("X-Path: /again"));
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub use wake::Wake;
 const TICK: Duration = Duration::from_millis(250);
 /// How long accepting pauses when the process is out of descriptors or memory.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// A keep-alive connection idle this long is parked: its receive is cancelled, its buffers
+/// freed, and a readiness poll waits for its next request. Busy connections never wait this
+/// long between requests, so they keep their buffers (no allocation per request).
+const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// What a worker is started with.
 pub struct Spec {
@@ -92,6 +96,10 @@ struct Conn {
     request_deadline: Instant,
     /// The request under way has its head; `request_deadline` is the body's.
     in_body: bool,
+    /// Since when the connection has been idle (waiting for a request with nothing buffered).
+    idle_since: Instant,
+    /// Its receive is being cancelled so that it can be parked.
+    parking: bool,
     /// The socket has been shut down; its pending operation will complete and close it.
     shut: bool,
 }
@@ -123,6 +131,8 @@ struct Worker<H> {
     /// Coarse clock, read once per completion batch.
     now: Instant,
     draining: bool,
+    /// A connection was parked since the last tick (its freed buffers can be trimmed).
+    parked_since_tick: bool,
 }
 
 impl<H: Handler> Worker<H> {
@@ -149,6 +159,7 @@ impl<H: Handler> Worker<H> {
             send_timeout: spec.send_timeout,
             now: Instant::now(),
             draining: false,
+            parked_since_tick: false,
         }
     }
 
@@ -197,6 +208,7 @@ impl<H: Handler> Worker<H> {
             Op::Wake => self.on_wake(result),
             Op::AcceptRetry => self.on_accept_retry(),
             Op::Cancel => Ok(()),
+            Op::Poll => self.on_poll(index, result),
         }
     }
 
@@ -303,6 +315,8 @@ impl<H: Handler> Worker<H> {
             deadline: self.now + self.keep_alive,
             request_deadline: self.now + self.header_timeout,
             in_body: false,
+            idle_since: self.now,
+            parking: false,
             shut: false,
         });
         if self.conns.len() >= self.max_connections && !self.full {
@@ -353,6 +367,17 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
         };
+        conn.parking = false;
+        if result == -libc::ECANCELED && !conn.shut {
+            // Cancelled to park an idle connection (or, if a request arrived meanwhile, a
+            // cancel that came late): park it if it is still idle, else read on.
+            return if conn.http.park() {
+                self.parked_since_tick = true;
+                self.arm_poll(key)
+            } else {
+                self.arm_recv(key)
+            };
+        }
         if result <= 0 || conn.shut {
             // End of stream, a reset, or a deadline that shut the socket.
             return self.close(key);
@@ -396,6 +421,7 @@ impl<H: Handler> Worker<H> {
             Want::Read => {
                 if !conn.http.mid_request() {
                     conn.deadline = self.now + self.keep_alive;
+                    conn.idle_since = self.now;
                 } else {
                     if conn.http.awaiting_body() && !conn.in_body {
                         // The head is complete: from now on the body has its own deadline.
@@ -408,6 +434,27 @@ impl<H: Handler> Worker<H> {
             }
             Want::Close => self.close(key),
         }
+    }
+
+    /// Wait for a parked connection to become readable (or to be hung up or shut down).
+    fn arm_poll(&mut self, key: usize) -> io::Result<()> {
+        let fd = self.conns[key].fd.as_raw_fd();
+        let entry = opcode::PollAdd::new(types::Fd(fd), (libc::POLLIN | libc::POLLRDHUP) as u32)
+            .build()
+            .user_data(token(Op::Poll, key));
+        // SAFETY: a poll points at no memory of ours.
+        unsafe { push(&mut self.ring, &entry) }
+    }
+
+    fn on_poll(&mut self, key: usize, result: i32) -> io::Result<()> {
+        let Some(conn) = self.conns.get(key) else {
+            return Ok(());
+        };
+        if result < 0 || conn.shut {
+            return self.close(key);
+        }
+        // Readable, or hung up: a receive (with a fresh buffer) finds out which.
+        self.advance(key)
     }
 
     fn close(&mut self, key: usize) -> io::Result<()> {
@@ -441,8 +488,20 @@ impl<H: Handler> Worker<H> {
     fn on_tick(&mut self) -> io::Result<()> {
         self.ctx.date.refresh(SystemTime::now());
         let now = self.now;
-        for (_, conn) in self.conns.iter_mut() {
-            if conn.shut || now < conn.deadline {
+        let mut to_park = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.shut {
+                continue;
+            }
+            if now < conn.deadline {
+                if !conn.parking
+                    && now >= conn.idle_since + PARK_AFTER
+                    && !conn.http.mid_request()
+                    && conn.http.want() == Want::Read
+                    && conn.http.buffered_bytes() > 0
+                {
+                    to_park.push(key);
+                }
                 continue;
             }
             if conn.http.mid_request() && conn.http.want() == Want::Read {
@@ -462,6 +521,17 @@ impl<H: Handler> Worker<H> {
                 };
             }
             Self::shut_down(conn);
+        }
+        for key in to_park {
+            // Its receive completes with ECANCELED; `on_recv` then parks it.
+            self.conns[key].parking = true;
+            self.cancel(token(Op::Recv, key))?;
+        }
+        if std::mem::take(&mut self.parked_since_tick) {
+            // Buffers freed by parking stay resident in the allocator's arena until trimmed;
+            // give the free pages back to the kernel (at most once per tick, off the hot path).
+            // SAFETY: malloc_trim only releases free memory of the allocator's own.
+            unsafe { libc::malloc_trim(0) };
         }
         self.arm_tick()
     }

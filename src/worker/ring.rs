@@ -79,6 +79,8 @@ pub enum Op {
     AcceptRetry = 6,
     /// Cancellation requests: their own completions carry nothing to act on.
     Cancel = 7,
+    /// Readiness poll of a parked (idle, bufferless) connection; the index is its slot.
+    Poll = 8,
 }
 
 /// `user_data` for an operation on an object (listener or connection slot).
@@ -96,6 +98,7 @@ pub fn untoken(user_data: u64) -> Option<(Op, usize)> {
         5 => Op::Wake,
         6 => Op::AcceptRetry,
         7 => Op::Cancel,
+        8 => Op::Poll,
         _ => return None,
     };
     Some((op, (user_data >> 8) as usize))
@@ -134,6 +137,7 @@ mod tests {
             Op::Wake,
             Op::AcceptRetry,
             Op::Cancel,
+            Op::Poll,
         ] {
             for index in [0, 1, 65_535, 1 << 40] {
                 assert_eq!(untoken(token(op, index)), Some((op, index)));
