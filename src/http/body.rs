@@ -187,14 +187,15 @@ impl ChunkedDecoder {
                     _ => return Err(Error::BadRequest),
                 }
             }
-            State::TrailerValue => {
-                self.count_trailer_byte(limits)?;
-                match b {
-                    b'\r' => State::TrailerLf,
-                    b'\t' | b' '..=b'~' | 0x80..=0xff => State::TrailerValue,
-                    _ => return Err(Error::BadRequest),
+            State::TrailerValue => match b {
+                // A line is counted without its CRLF, as header lines are.
+                b'\r' => State::TrailerLf,
+                b'\t' | b' '..=b'~' | 0x80..=0xff => {
+                    self.count_trailer_byte(limits)?;
+                    State::TrailerValue
                 }
-            }
+                _ => return Err(Error::BadRequest),
+            },
             State::TrailerLf => {
                 expect(b, b'\n')?;
                 State::TrailerStart

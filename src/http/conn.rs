@@ -36,7 +36,8 @@ pub enum Want {
 struct Pending {
     chunked: Option<ChunkedDecoder>,
     continue_sent: bool,
-    /// Input bytes (from the request start) the request needs in full, when known.
+    /// Input bytes (from the request start) a Content-Length request needs in full: its head
+    /// is complete and its body is awaited.
     need: usize,
 }
 
@@ -62,9 +63,11 @@ impl Connection {
         Self::default()
     }
 
-    /// Room for the next read. Never empty while reading is wanted: the buffer grows for a
-    /// request that needs it, up to what the limits allow (a request beyond them has already
-    /// been refused).
+    /// Room for the next read. Never empty while reading is wanted: a full buffer doubles, up
+    /// to what the limits allow (a request beyond them has already been refused). It grows with
+    /// what arrives, never with what a request declares: a `Content-Length` sent without its
+    /// body must not make the server allocate the body, so memory stays within twice what the
+    /// client actually sent.
     pub fn recv_buf(&mut self, ctx: &Context) -> &mut [u8] {
         if self.start == self.filled {
             self.start = 0;
@@ -82,11 +85,10 @@ impl Connection {
             self.filled -= self.start;
             self.start = 0;
         }
-        if self.filled == self.input.len() || self.filled - self.start < self.pending.need {
+        if self.filled == self.input.len() {
             let limits = &ctx.limits;
             let cap = 2 * limits.max_head + limits.max_body + 4 * READ_SIZE;
-            let want = (self.input.len() * 2).max(self.start + self.pending.need);
-            let len = want.min(cap).max(self.input.len());
+            let len = (self.input.len() * 2).min(cap).max(self.input.len());
             self.input.resize(len, 0);
         }
         &mut self.input[self.filled..]

@@ -301,7 +301,13 @@ fn version_error(buf: &[u8]) -> Option<Error> {
         None => (buf, false),
     };
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let token = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    // method SP target SP version: a fourth field (even an empty one, after a trailing space)
+    // is malformed whatever follows.
+    let mut fields = line.split(|&b| b == b' ');
+    let token = fields.nth(2).unwrap_or(b"");
+    if fields.next().is_some() {
+        return Some(Error::BadRequest);
+    }
     let well_formed = |t: &[u8]| {
         matches!(t, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit())
@@ -582,5 +588,7 @@ mod tests {
         );
         assert_eq!(parse(b"GET / HTTP/2.0x"), Err(Error::BadRequest));
         assert_eq!(parse(b"GET / HTTP/x"), Err(Error::BadRequest));
+        assert_eq!(parse(b"GET / HTP/1.0 "), Err(Error::BadRequest));
+        assert_eq!(parse(b"0 0 0 "), Err(Error::BadRequest));
     }
 }
