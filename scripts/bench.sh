@@ -779,7 +779,9 @@ lock_version() {  # CRATE -> its version in benches/peers/Cargo.lock
 META="$RAW/meta.tsv"
 {
     commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "none (no commit yet)")"
-    [[ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]] && commit="$commit (with uncommitted changes)"
+    # The report and charts this script writes do not count as changes to what was measured.
+    [[ -n "$(git -C "$REPO" status --porcelain --untracked-files=no -- . ':!BENCHMARKS.md' ':!benchmarks' 2>/dev/null)" ]] \
+        && commit="$commit (with uncommitted changes)"
     printf 'date\t%s\n' "$(date -u -d "@$START_TIME" '+%Y-%m-%d %H:%M:%S UTC')"
     printf 'commit\t%s\n' "$commit"
     printf 'cpu\t%s\n' "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
