@@ -96,8 +96,6 @@ struct Conn {
     request_deadline: Instant,
     /// The request under way has its head; `request_deadline` is the body's.
     in_body: bool,
-    /// Since when the connection has been idle (waiting for a request with nothing buffered).
-    idle_since: Instant,
     /// Its receive is being cancelled so that it can be parked.
     parking: bool,
     /// The socket has been shut down; its pending operation will complete and close it.
@@ -315,7 +313,6 @@ impl<H: Handler> Worker<H> {
             deadline: self.now + self.keep_alive,
             request_deadline: self.now + self.header_timeout,
             in_body: false,
-            idle_since: self.now,
             parking: false,
             shut: false,
         });
@@ -421,7 +418,6 @@ impl<H: Handler> Worker<H> {
             Want::Read => {
                 if !conn.http.mid_request() {
                     conn.deadline = self.now + self.keep_alive;
-                    conn.idle_since = self.now;
                 } else {
                     if conn.http.awaiting_body() && !conn.in_body {
                         // The head is complete: from now on the body has its own deadline.
@@ -488,17 +484,21 @@ impl<H: Handler> Worker<H> {
     fn on_tick(&mut self) -> io::Result<()> {
         self.ctx.date.refresh(SystemTime::now());
         let now = self.now;
+        // An idle connection's deadline is always `--keep-alive` after it went idle (set by
+        // `open_conn` and `advance`), so it says how long the connection has been idle.
+        let park_at = |deadline: Instant| deadline - self.keep_alive + PARK_AFTER;
         let mut to_park = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             if conn.shut {
                 continue;
             }
             if now < conn.deadline {
+                // Idle checks first: only an idle connection's deadline says when it went idle.
                 if !conn.parking
-                    && now >= conn.idle_since + PARK_AFTER
                     && !conn.http.mid_request()
                     && conn.http.want() == Want::Read
                     && conn.http.buffered_bytes() > 0
+                    && now >= park_at(conn.deadline)
                 {
                     to_park.push(key);
                 }
