@@ -215,10 +215,7 @@ pub(crate) fn parse_head<'a>(
 fn crlf_line_endings(buf: &[u8], len: usize, headers: &[httparse::Header<'_>]) -> bool {
     let crlf_before = |offset: usize| offset >= 2 && &buf[offset - 2..offset] == b"\r\n";
     let base = buf.as_ptr() as usize;
-    let leading = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+    let leading = buf.len() - skip_leading_newlines(buf).len();
     leading % 2 == 0
         && buf[..leading].chunks(2).all(|pair| pair == b"\r\n")
         && headers
