@@ -59,6 +59,14 @@ where
 #[derive(Clone)]
 pub(crate) struct DynApp(Arc<dyn Fn(WorkerInfo) -> Box<dyn Handler> + Send + Sync>);
 
+impl DynApp {
+    pub(crate) fn new<A: App>(app: A) -> DynApp {
+        DynApp(Arc::new(move |w| {
+            Box::new(app.handler(w)) as Box<dyn Handler>
+        }))
+    }
+}
+
 /// Named apps; the command line's `APP` argument picks one (the first is the default).
 #[derive(Clone, Default)]
 pub struct Apps {
@@ -72,9 +80,7 @@ impl Apps {
 
     /// Register `app` under `name` (names are unique: a later one replaces an earlier one).
     pub fn with<A: App>(mut self, name: &str, app: A) -> Self {
-        let erased = DynApp(Arc::new(move |w| {
-            Box::new(app.handler(w)) as Box<dyn Handler>
-        }));
+        let erased = DynApp::new(app);
         match self.entries.iter_mut().find(|(n, _)| n == name) {
             Some(entry) => entry.1 = erased,
             None => self.entries.push((name.to_string(), erased)),

@@ -2,11 +2,15 @@
 //! environment variable) and the validated [`Config`] the server runs with.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::http::Limits;
+
+mod file;
+pub use file::{load_cli, print_config};
 
 /// Everything the server needs to run, validated.
 #[derive(Debug, Clone)]
@@ -34,6 +38,26 @@ pub struct Config {
     pub max_connections: usize,
     /// Request size limits.
     pub limits: Limits,
+    /// Workers as threads of the master, or as forked processes (Gunicorn's model).
+    pub worker_class: WorkerClass,
+    /// A worker whose loop has not turned for this long is reported (and, as a process,
+    /// killed and replaced). Zero: no heartbeat check.
+    pub timeout: Duration,
+    /// A worker that has answered this many requests (plus up to `max_requests_jitter`) is
+    /// replaced by a fresh one on the same CPU and socket. Zero: never.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    /// Written with the master's pid once listening; removed on exit.
+    pub pidfile: Option<PathBuf>,
+}
+
+/// `--worker-class`: how workers are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkerClass {
+    /// Threads of the master process (the default for compiled-in apps).
+    Thread,
+    /// Forked processes, each building its handler after the fork.
+    Process,
 }
 
 impl Default for Config {
@@ -51,6 +75,11 @@ impl Default for Config {
             graceful_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             limits: Limits::default(),
+            worker_class: WorkerClass::Thread,
+            timeout: Duration::from_secs(30),
+            max_requests: 0,
+            max_requests_jitter: 0,
+            pidfile: None,
         }
     }
 }
@@ -145,6 +174,64 @@ pub struct Cli {
     /// Log level.
     #[arg(long, value_enum, default_value_t = LogLevel::Info, env = "RINGCORN_LOG_LEVEL")]
     pub log_level: LogLevel,
+
+    /// Run workers as threads of the master or as forked processes (Gunicorn's model).
+    #[arg(long, value_enum, default_value_t = WorkerClass::Thread, env = "RINGCORN_WORKER_CLASS")]
+    pub worker_class: WorkerClass,
+
+    /// Seconds a worker's loop may go without turning before it is reported (as a process:
+    /// killed and replaced); 0 turns the check off.
+    #[arg(
+        short,
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        env = "RINGCORN_TIMEOUT"
+    )]
+    pub timeout: u64,
+
+    /// Replace a worker after it has answered this many requests; 0 never.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        env = "RINGCORN_MAX_REQUESTS"
+    )]
+    pub max_requests: u64,
+
+    /// Add a random 0..=J to each worker's --max-requests, so workers are not all replaced at
+    /// once.
+    #[arg(
+        long,
+        value_name = "J",
+        default_value_t = 0,
+        env = "RINGCORN_MAX_REQUESTS_JITTER"
+    )]
+    pub max_requests_jitter: u64,
+
+    /// Write the master's pid to FILE once listening (removed on exit; renamed to
+    /// FILE.oldbin during a USR2 upgrade).
+    #[arg(short, long = "pid", value_name = "FILE", env = "RINGCORN_PID")]
+    pub pidfile: Option<PathBuf>,
+
+    /// A TOML file with any of these options (same names, `-` or `_`); the command line and
+    /// RINGCORN_* variables override it.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        env = "RINGCORN_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration (file, values, that the app exists) and exit 0 or 1
+    /// without binding.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Print the effective configuration as TOML (valid input for --config) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// `--workers`: a count, or one per CPU.
@@ -179,7 +266,8 @@ impl LogLevel {
     }
 }
 
-const MAX_WORKERS: usize = 1024;
+/// The most workers `--workers` takes.
+pub const MAX_WORKERS: usize = 1024;
 
 fn parse_workers(s: &str) -> Result<Workers, String> {
     if s.eq_ignore_ascii_case("auto") {
@@ -251,6 +339,11 @@ impl Cli {
                 max_body: self.max_body_size as usize,
                 ..Limits::default()
             },
+            worker_class: self.worker_class,
+            timeout: Duration::from_secs(self.timeout),
+            max_requests: self.max_requests,
+            max_requests_jitter: self.max_requests_jitter,
+            pidfile: self.pidfile.clone(),
         }
     }
 }

@@ -14,23 +14,21 @@
 //! }
 //! ```
 //!
-//! Layout: [`config`] (command line, [`Config`]), `server` (the master: sockets, workers,
-//! supervision), `worker` (one pinned thread with its io_uring loop), [`http`] (sans-IO
-//! HTTP/1.1), [`apps`] (built-in apps), `run` (the command's lifecycle and signals).
+//! Layout: [`config`] (command line, [`Config`]), `master` (the sockets it owns, workers as
+//! threads or processes, supervision, reload, resize, upgrade, signals), `worker` (one pinned
+//! io_uring loop), [`http`] (sans-IO HTTP/1.1), [`apps`] (built-in apps), `run` (the
+//! command's life: configuration, signals, pidfile).
 
 mod app;
 pub mod apps;
 pub mod config;
 pub mod http;
-mod listener;
+mod master;
 mod run;
-mod server;
-mod signals;
 mod worker;
 
 pub use app::{App, Apps, Handler, WorkerInfo};
 pub use config::Config;
 pub use http::{Request, Response};
-pub use listener::BindError;
+pub use master::{BindError, Running, Server, StartError};
 pub use run::{run, run_apps};
-pub use server::{Running, Server, StartError};

@@ -1,29 +1,61 @@
-//! The `ringcorn` command's life: parse the command line, start the server, then act on
-//! signals (graceful shutdown; a second SIGINT exits at once) and supervise the workers.
+//! The `ringcorn` command's life: parse the command line (with its `--config` file), start the
+//! master, then act on signals until it stops: TERM/INT graceful stop, QUIT quick stop, HUP
+//! reload, TTIN/TTOU resize, USR2 binary upgrade; supervise the workers in between.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
-use crate::config::{available_cpus, Cli};
-use crate::signals::{self, Signal};
-use crate::{App, Apps, Server};
+use crate::app::DynApp;
+use crate::config::{self, available_cpus, Cli, Config, WorkerClass};
+use crate::master::signals::{self, Signal};
+use crate::master::{upgrade, Pidfile, Running, UpgradeState};
+use crate::{App, Apps};
 
 /// Exit code when a second SIGINT cuts a graceful shutdown short (128 + SIGINT).
 const EXIT_INTERRUPTED: i32 = 130;
+/// How often the master supervises when no signal comes.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(50);
+
+/// The apps the command line can choose from.
+enum Choice {
+    /// A binary serving one compiled-in app (`APP` is not accepted).
+    One(String, DynApp),
+    /// The built-in apps, or a user's registry: `APP` picks one.
+    Named(Apps),
+}
+
+impl Choice {
+    /// The app the command line asks for, with its name.
+    fn pick(&self, cli: &Cli) -> Result<(String, DynApp), String> {
+        match self {
+            Choice::One(name, app) => match &cli.app {
+                Some(asked) => Err(format!(
+                    "this program serves one compiled-in app; APP `{asked}` is not accepted"
+                )),
+                None => Ok((name.clone(), app.clone())),
+            },
+            Choice::Named(apps) => {
+                let names: Vec<&str> = apps.names().collect();
+                let name = cli
+                    .app
+                    .clone()
+                    .or_else(|| names.first().map(|n| n.to_string()))
+                    .unwrap_or_default();
+                apps.get(&name)
+                    .map(|app| (name.clone(), app))
+                    .ok_or_else(|| {
+                        format!("unknown app `{name}`; available apps: {}", names.join(", "))
+                    })
+            }
+        }
+    }
+}
 
 /// Serve one compiled-in app with the full `ringcorn` command line (`APP` is not accepted).
 pub fn run<A: App>(app: A) -> ! {
-    let cli = Cli::parse();
-    if let Some(name) = &cli.app {
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                format!("this program serves one compiled-in app; APP `{name}` is not accepted"),
-            )
-            .exit();
-    }
     let name = std::env::args()
         .next()
         .and_then(|p| {
@@ -32,57 +64,94 @@ pub fn run<A: App>(app: A) -> ! {
                 .map(|f| f.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "app".into());
-    std::process::exit(serve(&cli, &name, app))
+    std::process::exit(main(Choice::One(name, DynApp::new(app))))
 }
 
 /// Serve the app named by the command line's `APP` argument (default: the first registered).
 pub fn run_apps(apps: Apps) -> ! {
-    let cli = Cli::parse();
-    let names: Vec<&str> = apps.names().collect();
-    let name = cli
-        .app
-        .clone()
-        .or_else(|| names.first().map(|n| n.to_string()));
-    let chosen = name.as_deref().and_then(|n| apps.get(n));
-    let (Some(name), Some(app)) = (name.clone(), chosen) else {
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::InvalidValue,
-                format!(
-                    "unknown app `{}`; available apps: {}",
-                    name.unwrap_or_default(),
-                    names.join(", ")
-                ),
-            )
-            .exit();
-    };
-    std::process::exit(serve(&cli, &name, app))
+    std::process::exit(main(Choice::Named(apps)))
 }
 
-/// Refuse `--cpus` naming a CPU this process may not run on (a usage error, exit 2), rather
-/// than run a worker unpinned.
-fn check_cpus(cli: &Cli) {
-    let Some(list) = &cli.cpus else { return };
+/// Everything a reload re-reads is derived from these arguments (and the file they name).
+fn args() -> Vec<OsString> {
+    std::env::args_os().collect()
+}
+
+/// Parse, check and build the configuration: the command line, the `RINGCORN_*` environment
+/// and the `--config` file. Errors are one message (the caller decides how to exit).
+fn load(choice: &Choice, args: &[OsString]) -> Result<(Cli, Config, String, DynApp), String> {
+    let cli = config::load_cli(args.iter().cloned()).map_err(|e| e.to_string())?;
+    check_cpus(&cli)?;
+    let (name, app) = choice.pick(&cli)?;
+    let config = cli.config();
+    Ok((cli, config, name, app))
+}
+
+/// The command line at startup: usage errors exit 2 (1 under `--check-config`); help and
+/// version print and exit 0; `--print-config` prints the effective configuration.
+fn main(choice: Choice) -> i32 {
+    upgrade::remember_origin();
+    let args = args();
+    let checking = args.iter().any(|a| a == "--check-config");
+    let cli = match config::load_cli(args.iter().cloned()) {
+        Ok(cli) => cli,
+        Err(e) if checking && e.use_stderr() => {
+            let _ = e.print();
+            return 1;
+        }
+        Err(e) => e.exit(),
+    };
+    let usage = |kind, msg: String| -> i32 {
+        if checking {
+            eprintln!("error: {msg}");
+            return 1;
+        }
+        Cli::command().error(kind, msg).exit()
+    };
+    if let Err(msg) = check_cpus(&cli) {
+        return usage(clap::error::ErrorKind::ValueValidation, msg);
+    }
+    let (name, app) = match choice.pick(&cli) {
+        Ok(picked) => picked,
+        Err(msg) => return usage(clap::error::ErrorKind::InvalidValue, msg),
+    };
+    if cli.print_config {
+        print!("{}", config::print_config(&cli));
+        return 0;
+    }
+    if cli.check_config {
+        println!(
+            "configuration OK: app `{name}`, {} worker(s)",
+            cli.config().workers
+        );
+        return 0;
+    }
+    serve(&choice, &args, &cli, &name, app)
+}
+
+/// Refuse `--cpus` naming a CPU this process may not run on, rather than run a worker unpinned.
+fn check_cpus(cli: &Cli) -> Result<(), String> {
+    let Some(list) = &cli.cpus else {
+        return Ok(());
+    };
     let available = available_cpus();
-    if let Some(cpu) = list.0.iter().find(|c| !available.contains(c)) {
-        let available: Vec<String> = available.iter().map(usize::to_string).collect();
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::ValueValidation,
-                format!(
-                    "invalid value for '--cpus': CPU {cpu} is not available to this process \
-                     (available: {})",
-                    available.join(",")
-                ),
-            )
-            .exit();
+    match list.0.iter().find(|c| !available.contains(c)) {
+        None => Ok(()),
+        Some(cpu) => {
+            let available: Vec<String> = available.iter().map(usize::to_string).collect();
+            Err(format!(
+                "invalid value for '--cpus': CPU {cpu} is not available to this process \
+                 (available: {})",
+                available.join(",")
+            ))
+        }
     }
 }
 
 /// Raise the soft limit on open descriptors to the hard limit (connections are descriptors),
 /// and warn when the configured connections cannot all fit: accepts past the limit fail with
 /// EMFILE and are retried after a pause, so the server degrades rather than spins.
-fn raise_fd_limit(config: &crate::Config) {
+fn raise_fd_limit(config: &Config) {
     // SAFETY: getrlimit/setrlimit read and write a local rlimit struct.
     let limit = unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
@@ -111,9 +180,18 @@ fn raise_fd_limit(config: &crate::Config) {
     }
 }
 
+/// How the master's life ends.
+enum End {
+    /// TERM or INT (or the upgrade handed over): drain, then exit.
+    Graceful(String),
+    /// QUIT: at once.
+    Quick,
+    /// No worker could run.
+    Failed(String),
+}
+
 /// Run until shut down; returns the exit code.
-fn serve<A: App>(cli: &Cli, name: &str, app: A) -> i32 {
-    check_cpus(cli);
+fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp) -> i32 {
     tracing_subscriber::fmt()
         .with_max_level(cli.log_level.filter())
         .with_target(false)
@@ -124,49 +202,151 @@ fn serve<A: App>(cli: &Cli, name: &str, app: A) -> i32 {
     signals::block();
     let config = cli.config();
     tracing::info!("Starting ringcorn {}", env!("CARGO_PKG_VERSION"));
+    if config.worker_class == WorkerClass::Process {
+        tracing::info!("Worker class: process (one forked process per worker)");
+    }
     raise_fd_limit(&config);
-    let graceful = config.graceful_timeout;
-    let mut running = match Server::start(config, app) {
-        Ok(running) => running,
+    let mut master = match Running::start_erased(config, app) {
+        Ok(master) => master,
         Err(e) => {
             tracing::error!("{e}");
             return 1;
         }
     };
     tracing::info!("Using app: {name}");
-
-    let signal = loop {
-        if let Some(signal) = signals::wait(Duration::from_millis(200)) {
-            break signal;
+    let mut pidfile = None;
+    if let Some(path) = &cli.pidfile {
+        match Pidfile::write(path) {
+            Ok(p) => pidfile = Some(p),
+            Err(e) => {
+                tracing::error!("cannot write the pidfile {}: {e}", path.display());
+                master.stop();
+                master.wait_until(Instant::now() + master.config().graceful_timeout);
+                return 1;
+            }
         }
-        if let Err(e) = running.supervise() {
-            tracing::error!("{e}; shutting down");
-            running.stop();
-            running.wait_until(Instant::now() + graceful);
-            return 1;
+    }
+    upgrade::notify_ready();
+
+    let mut upgrading = None;
+    let end = loop {
+        let signal = signals::wait(SUPERVISE_EVERY);
+        match signal {
+            Some(sig @ (Signal::Term | Signal::Int)) => {
+                break End::Graceful(format!("{} received", sig.name()))
+            }
+            Some(Signal::Quit) => break End::Quick,
+            Some(Signal::Hup) => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                match load(choice, args) {
+                    Err(e) => tracing::error!(
+                        "reload refused, the old configuration stays: {}",
+                        e.trim_end().replace('\n', " ")
+                    ),
+                    Ok((cli, config, name, app)) => match master.reload(config, app) {
+                        Err(e) => {
+                            tracing::error!("reload refused, the old configuration stays: {e}")
+                        }
+                        Ok(()) => {
+                            tracing::info!("Using app: {name}");
+                            if cli.pidfile != pidfile.as_ref().map(|p| p.path().to_path_buf()) {
+                                if let Some(old) = pidfile.take() {
+                                    old.remove();
+                                }
+                                pidfile = write_pidfile(cli.pidfile.as_deref());
+                            }
+                        }
+                    },
+                }
+            }
+            Some(Signal::Ttin) => master.grow(),
+            Some(Signal::Ttou) => master.shrink(),
+            Some(Signal::Usr2) if upgrading.is_some() => {
+                tracing::warn!("SIGUSR2 ignored: an upgrade is already under way")
+            }
+            Some(Signal::Usr2) => match master.upgrade(pidfile.as_ref()) {
+                Ok(u) => upgrading = Some(u),
+                Err(e) => tracing::error!("upgrade failed, serving on: {e}"),
+            },
+            Some(Signal::Chld) | None => {}
+        }
+        if let Some(u) = &mut upgrading {
+            match u.poll() {
+                UpgradeState::Pending => {}
+                UpgradeState::Ready(pid) => {
+                    tracing::info!(
+                        "the new master (pid {pid}) is serving; this one drains and exits"
+                    );
+                    break End::Graceful("the upgrade is complete".into());
+                }
+                UpgradeState::Failed(why) => {
+                    tracing::error!("upgrade failed, serving on: {why}");
+                    upgrading = None;
+                }
+            }
+        }
+        if let Err(e) = master.supervise() {
+            break End::Failed(e);
         }
     };
 
+    let code = match end {
+        End::Quick => {
+            tracing::info!("Shutting down at once: SIGQUIT received");
+            master.kill();
+            0
+        }
+        End::Failed(e) => {
+            tracing::error!("{e}; shutting down");
+            master.stop();
+            master.wait_until(Instant::now() + master.config().graceful_timeout);
+            1
+        }
+        End::Graceful(why) => drain(&mut master, &why),
+    };
+    if let Some(p) = pidfile {
+        p.remove();
+    }
+    if code == 0 {
+        tracing::info!("Shutdown complete");
+    }
+    code
+}
+
+/// Graceful shutdown: finish the requests under way, up to the graceful timeout; a second
+/// SIGINT exits at once.
+fn drain(master: &mut Running, why: &str) -> i32 {
+    let graceful = master.config().graceful_timeout;
     tracing::info!(
-        "Shutting down: {} received; finishing requests under way (graceful timeout {}s)",
-        signal.name(),
+        "Shutting down: {why}; finishing requests under way (graceful timeout {}s)",
         graceful.as_secs()
     );
-    running.stop();
+    master.stop();
     let deadline = Instant::now() + graceful;
     loop {
-        if running.wait_until((Instant::now() + Duration::from_millis(50)).min(deadline)) {
-            break;
+        if master.wait_until((Instant::now() + Duration::from_millis(50)).min(deadline)) {
+            return 0;
         }
         if Instant::now() >= deadline {
             tracing::warn!("graceful timeout reached: closing the connections left");
-            break;
+            master.kill();
+            return 0;
         }
         if signals::wait(Duration::ZERO) == Some(Signal::Int) {
             tracing::warn!("second SIGINT: exiting at once");
+            master.kill();
             return EXIT_INTERRUPTED;
         }
     }
-    tracing::info!("Shutdown complete");
-    0
+}
+
+fn write_pidfile(path: Option<&std::path::Path>) -> Option<Pidfile> {
+    let path = path?;
+    match Pidfile::write(path) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!("cannot write the pidfile {}: {e}", path.display());
+            None
+        }
+    }
 }

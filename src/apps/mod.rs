@@ -4,14 +4,16 @@ mod bytes;
 mod echo;
 mod hello;
 mod json;
+mod sleep;
 
 use crate::Apps;
 
-/// `hello` (the default), `json`, `echo` and `bytes`.
+/// `hello` (the default), `json`, `echo`, `bytes` and `sleep`.
 pub fn builtin() -> Apps {
     Apps::new()
         .with("hello", |_| hello::handle)
         .with("json", |_| json::handle)
         .with("echo", |_| echo::handle)
         .with("bytes", |_| bytes::handle)
+        .with("sleep", |_| sleep::handle)
 }

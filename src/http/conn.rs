@@ -205,6 +205,13 @@ impl Connection {
         }
     }
 
+    /// Graceful shutdown, leaving idle connections open: every request from now on is
+    /// answered with `Connection: close`, so a client that sends on this connection gets its
+    /// answer rather than a reset; the worker decides when an idle one is closed.
+    pub fn answer_with_close(&mut self) {
+        self.draining = true;
+    }
+
     /// Answer a request that took too long to arrive with 408, and close after it.
     pub fn time_out(&mut self, ctx: &Context) {
         self.refuse(408, ctx);

@@ -20,6 +20,7 @@ use io_uring::{cqueue, opcode, types, IoUring};
 use slab::Slab;
 
 use crate::http::{Connection, Context, Limits, Want};
+use crate::master::Pulse;
 use crate::{App, Handler, WorkerInfo};
 pub use ring::Mode;
 use ring::{push, token, untoken, Op};
@@ -33,6 +34,11 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// freed, and a readiness poll waits for its next request. Busy connections never wait this
 /// long between requests, so they keep their buffers (no allocation per request).
 const PARK_AFTER: Duration = Duration::from_secs(1);
+/// While draining, an idle keep-alive connection is closed only once it has been idle this
+/// long: a client that was just answered is likely to send again at once, and closing under
+/// it would race its request (the reset every HTTP/1.1 server shows). Its next request is
+/// answered with `Connection: close` instead.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// What a worker is started with.
 pub struct Spec {
@@ -48,6 +54,10 @@ pub struct Spec {
     pub send_timeout: Duration,
     pub max_connections: usize,
     pub limits: Limits,
+    /// The worker's line on the master's board (heartbeat, requests served, retiring).
+    pub pulse: Option<Pulse>,
+    /// After answering this many requests, ask the master for a replacement (0: never).
+    pub max_requests: u64,
 }
 
 /// Run a worker on the calling thread until it has drained. `ready` is told once the ring is
@@ -65,7 +75,11 @@ pub fn run<A: App>(spec: Spec, app: &A, ready: impl FnOnce(io::Result<Mode>)) ->
     let (ring, mode) = match ring::create() {
         Ok(created) => created,
         Err(e) => {
-            ready(Err(io::Error::new(e.kind(), e.to_string())));
+            let copy = match e.raw_os_error() {
+                Some(errno) => io::Error::from_raw_os_error(errno),
+                None => io::Error::new(e.kind(), e.to_string()),
+            };
+            ready(Err(copy));
             return Err(e);
         }
     };
@@ -131,6 +145,11 @@ struct Worker<H> {
     draining: bool,
     /// A connection was parked since the last tick (its freed buffers can be trimmed).
     parked_since_tick: bool,
+    pulse: Option<Pulse>,
+    /// Requests answered or refused so far.
+    served: u64,
+    /// Ask for a replacement at this many requests (`u64::MAX`: never, or already asked).
+    retire_at: u64,
 }
 
 impl<H: Handler> Worker<H> {
@@ -158,6 +177,12 @@ impl<H: Handler> Worker<H> {
             now: Instant::now(),
             draining: false,
             parked_since_tick: false,
+            pulse: spec.pulse,
+            served: 0,
+            retire_at: match spec.max_requests {
+                0 => u64::MAX,
+                n => n,
+            },
         }
     }
 
@@ -234,9 +259,9 @@ impl<H: Handler> Worker<H> {
         if result >= 0 {
             // SAFETY: a successful accept returns a new descriptor that only we hold.
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
-            if !self.draining {
-                self.open_conn(fd)?;
-            }
+            // Accepted while draining too (the cancel raced it): it is served like the rest,
+            // its first request answered with `Connection: close`.
+            self.open_conn(fd)?;
         } else {
             match -result {
                 libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
@@ -307,9 +332,13 @@ impl<H: Handler> Worker<H> {
     // --- connections ---
 
     fn open_conn(&mut self, fd: OwnedFd) -> io::Result<()> {
+        let mut http = Connection::new();
+        if self.draining {
+            http.answer_with_close();
+        }
         let key = self.conns.insert(Conn {
             fd,
-            http: Connection::new(),
+            http,
             deadline: self.now + self.keep_alive,
             request_deadline: self.now + self.header_timeout,
             in_body: false,
@@ -382,6 +411,8 @@ impl<H: Handler> Worker<H> {
         let was_mid_request = conn.http.mid_request();
         conn.http.received(result as usize);
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
+        self.count(answered);
+        let conn = &mut self.conns[key];
         if !was_mid_request || answered > 0 {
             // A new request began in this read: its head must arrive in full by this deadline,
             // however slowly it trickles in.
@@ -403,11 +434,31 @@ impl<H: Handler> Worker<H> {
             return self.arm_send(key);
         }
         // Output flushed: answer requests still buffered (pipelining past the high-water mark).
-        if conn.http.process(&mut self.handler, &mut self.ctx) > 0 {
+        let answered = conn.http.process(&mut self.handler, &mut self.ctx);
+        if answered > 0 {
             conn.request_deadline = self.now + self.header_timeout;
             conn.in_body = false;
+            self.count(answered);
         }
         self.advance(key)
+    }
+
+    /// Count answered requests; at `--max-requests`, ask the master for a replacement (it
+    /// starts one on this CPU and socket, then tells this worker to drain).
+    fn count(&mut self, answered: usize) {
+        self.served += answered as u64;
+        if self.served >= self.retire_at {
+            self.retire_at = u64::MAX;
+            if let Some(pulse) = &self.pulse {
+                tracing::info!(
+                    "worker {}: served {} requests (--max-requests); asking for a replacement",
+                    self.index,
+                    self.served
+                );
+                pulse.served(self.served);
+                pulse.retire();
+            }
+        }
     }
 
     /// Do what the connection wants next, under the deadline that goes with it.
@@ -483,22 +534,31 @@ impl<H: Handler> Worker<H> {
 
     fn on_tick(&mut self) -> io::Result<()> {
         self.ctx.date.refresh(SystemTime::now());
+        if let Some(pulse) = &self.pulse {
+            pulse.beat();
+            pulse.served(self.served);
+        }
         let now = self.now;
         // An idle connection's deadline is always `--keep-alive` after it went idle (set by
         // `open_conn` and `advance`), so it says how long the connection has been idle.
-        let park_at = |deadline: Instant| deadline - self.keep_alive + PARK_AFTER;
+        let idle_since = |deadline: Instant| deadline - self.keep_alive;
         let mut to_park = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             if conn.shut {
                 continue;
             }
+            let idle = !conn.http.mid_request() && conn.http.want() == Want::Read;
+            if self.draining && idle && now >= idle_since(conn.deadline) + DRAIN_IDLE {
+                // Draining, and idle long enough that closing is unlikely to race a request.
+                Self::shut_down(conn);
+                continue;
+            }
             if now < conn.deadline {
                 // Idle checks first: only an idle connection's deadline says when it went idle.
                 if !conn.parking
-                    && !conn.http.mid_request()
-                    && conn.http.want() == Want::Read
+                    && idle
                     && conn.http.buffered_bytes() > 0
-                    && now >= park_at(conn.deadline)
+                    && now >= idle_since(conn.deadline) + PARK_AFTER
                 {
                     to_park.push(key);
                 }
@@ -563,10 +623,15 @@ impl<H: Handler> Worker<H> {
                 self.listeners[i] = None;
             }
         }
+        let now = self.now;
         for (_, conn) in self.conns.iter_mut() {
-            conn.http.drain();
-            if conn.http.want() == Want::Close && !conn.shut {
-                // Idle: nothing owed. The pending receive ends with the shutdown.
+            // Requests from now on are answered with `Connection: close`. A connection idle
+            // for a while is closed now; one answered a moment ago is given `DRAIN_IDLE` to
+            // send its next request (the tick closes it after that).
+            conn.http.answer_with_close();
+            let idle = !conn.http.mid_request() && conn.http.want() == Want::Read;
+            if idle && !conn.shut && now >= conn.deadline - self.keep_alive + DRAIN_IDLE {
+                // The pending receive (or poll) ends with the shutdown.
                 Self::shut_down(conn);
             }
         }

@@ -1,0 +1,789 @@
+//! The master: the only part of the server that knows processes and signals. It owns every
+//! listening socket for the server's whole life ([`sockets`]), starts the workers on them as
+//! threads or forked processes ([`workers`]), and supervises them: a worker that dies is
+//! replaced on the same CPU and socket, a stuck one is reported (and, as a process, killed),
+//! one that has served `--max-requests` is replaced by a fresh one, and reloads and resizes
+//! start new workers before the old ones drain, so no connection is ever dropped.
+//!
+//! Slots: worker slot i runs on CPU `cpus[i % len]` and accepts on socket i of every bind
+//! address. Connections go only to *live* slots (a serving worker, below the target count);
+//! the sockets of other slots are steered away from ([`steer`]) until a worker serves them or,
+//! for slots above the target, until their queues have run dry and the socket can close.
+
+mod board;
+mod pidfile;
+pub mod signals;
+mod sockets;
+mod steer;
+pub mod upgrade;
+mod workers;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::app::DynApp;
+use crate::config::{available_cpus, Config};
+use crate::worker::{self, Wake};
+use crate::App;
+use board::Board;
+pub use board::Pulse;
+pub use pidfile::Pidfile;
+pub use sockets::BindError;
+use sockets::{Inherited, Sockets};
+pub use upgrade::{Upgrade, UpgradeState};
+use workers::{Child, Exit, Ready};
+
+/// A worker that dies this soon after starting is not restarted at once: it would only die
+/// again. Its slot backs off (1 s, 2 s, 4 s ... up to [`MAX_BACKOFF`]).
+const MIN_LIFETIME: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A slot above the target count is drained once its queue has been empty this long after
+/// new connections were steered away from it (handshakes under way when steering changed
+/// complete within a round trip; this covers a lost SYN-ACK retransmitted after 1 s).
+const RETIRE_QUIET: Duration = Duration::from_secs(2);
+/// After SIGABRT, a stuck worker process gets this long before SIGKILL.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+/// Most workers at once (a reload briefly runs two per slot).
+const BOARD_LINES: usize = 2 * crate::config::MAX_WORKERS + 64;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A listening socket could not be created or bound.
+    Bind(BindError),
+    /// The kernel refused io_uring (disabled by sysctl, blocked by seccomp, too old).
+    IoUring(io::Error),
+    /// Some other OS error while starting a worker.
+    Worker(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(e) => e.fmt(f),
+            StartError::IoUring(e) => write!(
+                f,
+                "io_uring is unavailable ({e}): ringcorn needs io_uring (Linux 5.19 or later). \
+                 Enable it with `sysctl kernel.io_uring_disabled=0`, and in a container use a \
+                 seccomp profile that allows io_uring_setup, io_uring_enter and io_uring_register"
+            ),
+            StartError::Worker(e) => write!(f, "cannot start a worker: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Entry point of the engine; see [`Server::start`].
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Bind every address, start `config.workers` pinned workers serving `app`, and return once
+    /// all of them are accepting. The server runs until [`Running::shutdown`] (or until the
+    /// process exits); it installs no signal handling of its own: call [`Running::supervise`]
+    /// now and then to have dead workers replaced.
+    ///
+    /// With [`WorkerClass::Process`] the workers are forked: the calling process must be
+    /// single-threaded (as the `ringcorn` command's master is).
+    pub fn start<A: App>(config: Config, app: A) -> Result<Running, StartError> {
+        Running::start_erased(config, DynApp::new(app))
+    }
+}
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Started; not yet accepting.
+    Starting,
+    /// Accepting.
+    Serving,
+    /// Told to drain: finishing its connections, then exiting.
+    Draining,
+}
+
+/// One worker, as the master sees it.
+struct Worker {
+    slot: usize,
+    /// Its line on the board; unique among the workers alive.
+    line: usize,
+    child: Child,
+    wake: Arc<Wake>,
+    state: State,
+    started: Instant,
+    /// Workers (by line) to drain once this one is accepting: the ones it replaces.
+    replaces: Vec<usize>,
+    /// A replacement has been started for it (max-requests).
+    replaced: bool,
+    /// When a heartbeat timeout was last reported, and whether SIGABRT was sent.
+    timed_out: Option<(Instant, bool)>,
+}
+
+impl Worker {
+    fn who(&self) -> String {
+        match self.child.pid() {
+            Some(pid) => format!("worker {} (pid {pid})", self.slot),
+            None => format!("worker {}", self.slot),
+        }
+    }
+}
+
+/// A slot that failed to start: when it may be tried again.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    until: Instant,
+}
+
+/// A started server: the master's state.
+pub struct Running {
+    config: Config,
+    app: DynApp,
+    cpus: Vec<usize>,
+    sockets: Sockets,
+    board: Arc<Board>,
+    workers: Vec<Worker>,
+    /// Workers wanted (`--workers`, changed by TTIN/TTOU and reloads).
+    target: usize,
+    /// Per slot: backing off after failed starts.
+    backoff: Vec<Option<Backoff>>,
+    /// Per slot above the target: since when its queue has been empty and steered away.
+    quiet_since: Vec<Option<Instant>>,
+    /// Sockets of addresses dropped by a reload, closed once the workers of earlier
+    /// configurations (lines listed) have exited.
+    closing: Vec<(Sockets, Vec<usize>)>,
+    /// The steering last applied (live slots).
+    live: Vec<usize>,
+    stopping: bool,
+    /// xorshift state for `--max-requests-jitter`.
+    rng: u64,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addrs", &self.addrs())
+            .field("workers", &self.workers.len())
+            .field("target", &self.target)
+            .field("stopping", &self.stopping)
+            .finish()
+    }
+}
+
+impl Running {
+    /// [`Server::start`] for an app whose type is already erased.
+    pub(crate) fn start_erased(config: Config, app: DynApp) -> Result<Running, StartError> {
+        let mut inherited = Inherited::from_env().map_err(StartError::Worker)?;
+        let slots = config.workers.max(inherited.slots());
+        let sockets = Sockets::bind(&config.binds, slots, config.backlog, &mut inherited)
+            .map_err(StartError::Bind)?;
+        let board = Board::new(BOARD_LINES).map_err(StartError::Worker)?;
+        let cpus = if config.cpus.is_empty() {
+            available_cpus()
+        } else {
+            config.cpus.clone()
+        };
+        let rng = seed();
+        let mut master = Running {
+            target: config.workers,
+            config,
+            app,
+            cpus,
+            sockets,
+            board,
+            workers: Vec::new(),
+            backoff: Vec::new(),
+            quiet_since: Vec::new(),
+            closing: Vec::new(),
+            live: Vec::new(),
+            stopping: false,
+            rng,
+        };
+        // Inherited slots above the target get a worker too, to serve what waits in their
+        // queues until they are retired.
+        for slot in 0..slots {
+            master.spawn(slot, Vec::new()).map_err(StartError::Worker)?;
+        }
+        // On error, the workers started so far are told to drain when `master` drops.
+        while master.workers.iter().any(|w| w.state == State::Starting) {
+            for i in 0..master.workers.len() {
+                match master.workers[i].child.poll_ready() {
+                    Ready::Pending => {}
+                    Ready::Serving => master.workers[i].state = State::Serving,
+                    Ready::Failed { errno, why } => {
+                        let who = master.workers[i].who();
+                        return Err(match errno {
+                            Some(e) => StartError::IoUring(io::Error::from_raw_os_error(e)),
+                            None => StartError::Worker(io::Error::other(format!("{who}: {why}"))),
+                        });
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        master.steer();
+        for addr in master.addrs() {
+            tracing::info!("Listening at: http://{addr}");
+        }
+        Ok(master)
+    }
+
+    /// The addresses being served, with the real ports (none once stopping).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.addrs()
+    }
+
+    /// The configuration the server runs with now.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Workers wanted now.
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    /// Start a worker on `slot`, to replace the workers (by line) in `replaces` once it is
+    /// accepting.
+    fn spawn(&mut self, slot: usize, replaces: Vec<usize>) -> io::Result<()> {
+        let line = (0..self.board.len())
+            .find(|l| !self.workers.iter().any(|w| w.line == *l))
+            .ok_or_else(|| io::Error::other("too many workers at once"))?;
+        self.board.reset(line);
+        let wake = Arc::new(Wake::new()?);
+        let max_requests = match self.config.max_requests {
+            0 => 0,
+            n => n + self.jitter(),
+        };
+        let spec = worker::Spec {
+            index: slot,
+            cpu: (!self.cpus.is_empty()).then(|| self.cpus[slot % self.cpus.len()]),
+            listeners: self.sockets.for_slot(slot)?,
+            wake: wake.clone(),
+            keep_alive: self.config.keep_alive,
+            header_timeout: self.config.header_timeout,
+            body_timeout: self.config.body_timeout,
+            send_timeout: self.config.send_timeout,
+            max_connections: self.config.max_connections,
+            limits: self.config.limits.clone(),
+            pulse: Some(Pulse::new(self.board.clone(), line)),
+            max_requests,
+        };
+        let master_fds = self.raw_fds();
+        let child = workers::start(self.config.worker_class, spec, &self.app, &master_fds)?;
+        if let Some(pid) = child.pid() {
+            tracing::info!("Booting worker {slot} with pid: {pid}");
+        }
+        self.workers.push(Worker {
+            slot,
+            line,
+            child,
+            wake,
+            state: State::Starting,
+            started: Instant::now(),
+            replaces,
+            replaced: false,
+            timed_out: None,
+        });
+        Ok(())
+    }
+
+    /// Every descriptor of the master's, for a forked worker to close.
+    fn raw_fds(&self) -> Vec<RawFd> {
+        let mut fds = self.sockets.raw_fds();
+        for (s, _) in &self.closing {
+            fds.extend(s.raw_fds());
+        }
+        for w in &self.workers {
+            fds.push(w.wake.raw_fd());
+            fds.extend(w.child.raw_fds());
+        }
+        fds
+    }
+
+    fn jitter(&mut self) -> u64 {
+        if self.config.max_requests_jitter == 0 {
+            return 0;
+        }
+        // xorshift64: plenty for spreading restarts.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % (self.config.max_requests_jitter + 1)
+    }
+
+    /// Begin a graceful shutdown: workers stop accepting, finish the requests under way, close
+    /// idle connections, and exit.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        for w in &mut self.workers {
+            w.wake.drain();
+            w.state = State::Draining;
+        }
+        // The workers let go of their copies as they stop accepting.
+        self.sockets.close_all();
+        self.closing.clear();
+    }
+
+    /// Quick stop: worker processes are killed at once (threads end with the process).
+    pub fn kill(&mut self) {
+        self.stopping = true;
+        for w in &self.workers {
+            w.child.kill(libc::SIGKILL);
+        }
+        for w in &mut self.workers {
+            while w.child.pid().is_some() && w.child.poll_exit().is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.workers.retain(|w| w.child.pid().is_none());
+    }
+
+    /// Whether every worker has exited.
+    pub fn finished(&mut self) -> bool {
+        self.reap();
+        self.workers.is_empty()
+    }
+
+    /// Wait until every worker has exited or `deadline` passes; true if all exited.
+    pub fn wait_until(&mut self, deadline: Instant) -> bool {
+        loop {
+            if self.finished() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Graceful shutdown: [`Self::stop`], then wait up to the graceful timeout. Returns whether
+    /// every worker finished in time (connections left are closed when the process exits).
+    pub fn shutdown(mut self) -> bool {
+        self.stop();
+        let deadline = Instant::now() + self.config.graceful_timeout;
+        self.wait_until(deadline)
+    }
+
+    /// One round of supervision: note workers that became ready or exited, replace the dead,
+    /// the stuck and the retiring, retire slots above the target, steer connections to the
+    /// live slots. Errors when no worker can be started at all.
+    pub fn supervise(&mut self) -> Result<(), String> {
+        self.poll_ready();
+        self.reap();
+        if self.stopping {
+            return Ok(());
+        }
+        self.check_heartbeats();
+        self.replace_retiring();
+        self.retire_slots();
+        self.fill_slots();
+        self.steer();
+        self.close_dropped_addresses();
+        let alive = self.workers.iter().any(|w| w.state != State::Draining);
+        let all_failing =
+            (0..self.target).all(|s| self.backoff.get(s).is_some_and(Option::is_some));
+        if !alive && all_failing {
+            return Err("no worker can start".into());
+        }
+        Ok(())
+    }
+
+    fn poll_ready(&mut self) {
+        for i in 0..self.workers.len() {
+            if self.workers[i].state != State::Starting {
+                continue;
+            }
+            match self.workers[i].child.poll_ready() {
+                Ready::Pending => {}
+                Ready::Serving => {
+                    let w = &mut self.workers[i];
+                    w.state = State::Serving;
+                    let replaces = std::mem::take(&mut w.replaces);
+                    for old in self
+                        .workers
+                        .iter_mut()
+                        .filter(|o| replaces.contains(&o.line))
+                    {
+                        if old.state != State::Draining {
+                            old.wake.drain();
+                            old.state = State::Draining;
+                        }
+                    }
+                }
+                Ready::Failed { why, .. } => {
+                    // It exits (or has exited); `reap` backs its slot off.
+                    let w = &mut self.workers[i];
+                    tracing::error!("{} could not start: {why}", w.who());
+                    w.state = State::Draining;
+                    w.replaced = true;
+                    let (slot, replaces) = (w.slot, std::mem::take(&mut w.replaces));
+                    // The workers it was to replace serve on.
+                    for old in self
+                        .workers
+                        .iter_mut()
+                        .filter(|o| replaces.contains(&o.line))
+                    {
+                        old.replaced = false;
+                    }
+                    self.fail_slot(slot);
+                }
+            }
+        }
+    }
+
+    /// Back a slot off after a failed start.
+    fn fail_slot(&mut self, slot: usize) {
+        if self.backoff.len() <= slot {
+            self.backoff.resize(slot + 1, None);
+        }
+        let failures = self.backoff[slot].map_or(0, |b| b.failures) + 1;
+        let wait = (MIN_LIFETIME * 2u32.saturating_pow(failures - 1)).min(MAX_BACKOFF);
+        tracing::warn!(
+            "worker {slot} failed to start {failures} time(s) in a row; retrying in {wait:?}"
+        );
+        self.backoff[slot] = Some(Backoff {
+            failures,
+            until: Instant::now() + wait,
+        });
+    }
+
+    /// Collect workers that have exited; say why when they should still be serving.
+    fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.workers.len() {
+            let Some(exit) = self.workers[i].child.poll_exit() else {
+                i += 1;
+                continue;
+            };
+            let w = self.workers.swap_remove(i);
+            let lived = w.started.elapsed();
+            let expected = w.state == State::Draining && exit == Exit::Code(0);
+            if expected {
+                tracing::debug!("{} {} after draining", w.who(), exit.describe());
+                continue;
+            }
+            if self.stopping || w.state == State::Draining {
+                tracing::warn!("{} {} while draining", w.who(), exit.describe());
+                continue;
+            }
+            tracing::error!("{} {} (after {lived:.1?})", w.who(), exit.describe());
+            if lived < MIN_LIFETIME {
+                self.fail_slot(w.slot);
+            } else if let Some(b) = self.backoff.get_mut(w.slot) {
+                *b = None;
+            }
+        }
+    }
+
+    /// `--timeout`: a worker whose loop has not turned for that long is reported; a process
+    /// is sent SIGABRT, then SIGKILL, and replaced when reaped.
+    fn check_heartbeats(&mut self) {
+        let timeout = self.config.timeout;
+        if timeout.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        for w in &mut self.workers {
+            if w.state == State::Starting {
+                continue;
+            }
+            let age = Duration::from_millis(self.board.beat_age_ms(w.line));
+            if age <= timeout {
+                w.timed_out = None;
+                continue;
+            }
+            match w.timed_out {
+                None => {
+                    let pid = w
+                        .child
+                        .pid()
+                        .map_or_else(|| std::process::id().to_string(), |p| p.to_string());
+                    tracing::error!("WORKER TIMEOUT (worker {}, pid {pid})", w.slot);
+                    match w.child.pid() {
+                        Some(_) => {
+                            w.child.kill(libc::SIGABRT);
+                            w.timed_out = Some((now, true));
+                        }
+                        None => w.timed_out = Some((now, false)),
+                    }
+                }
+                Some((at, true)) if now >= at + ABORT_GRACE => {
+                    w.child.kill(libc::SIGKILL);
+                }
+                Some((at, false)) if now >= at + timeout => {
+                    // A thread cannot be killed: say so again every timeout.
+                    tracing::error!(
+                        "WORKER TIMEOUT (worker {}, pid {}): stuck for {age:.0?}; a worker thread cannot be \
+                         killed (use --worker-class process to have it replaced)",
+                        w.slot,
+                        std::process::id()
+                    );
+                    w.timed_out = Some((now, false));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// `--max-requests`: a worker that asked to retire gets a replacement on its slot; it
+    /// drains once the replacement is accepting.
+    fn replace_retiring(&mut self) {
+        let asking: Vec<(usize, usize)> = self
+            .workers
+            .iter()
+            .filter(|w| w.state == State::Serving && !w.replaced && self.board.wants_retire(w.line))
+            .map(|w| (w.slot, w.line))
+            .collect();
+        for (slot, line) in asking {
+            if slot >= self.target {
+                continue; // retired with its slot instead
+            }
+            match self.spawn(slot, vec![line]) {
+                Ok(()) => {
+                    if let Some(w) = self.workers.iter_mut().find(|w| w.line == line) {
+                        w.replaced = true;
+                        tracing::info!(
+                            "{} served {} requests (--max-requests); replacing it",
+                            w.who(),
+                            self.board.served(line)
+                        );
+                    }
+                }
+                Err(e) => tracing::error!("cannot start a replacement for worker {slot}: {e}"),
+            }
+        }
+    }
+
+    /// Slots at or above the target: steered away; drained once their queue has been quiet;
+    /// the top one closed once no worker is left on it and nothing waits in it.
+    fn retire_slots(&mut self) {
+        let slots = self.sockets.slots();
+        self.quiet_since
+            .resize(slots.max(self.quiet_since.len()), None);
+        let now = Instant::now();
+        for slot in 0..slots {
+            if slot < self.target {
+                self.quiet_since[slot] = None;
+                continue;
+            }
+            if self.sockets.queued(slot) > 0 {
+                self.quiet_since[slot] = None;
+                continue;
+            }
+            let since = *self.quiet_since[slot].get_or_insert(now);
+            if now < since + RETIRE_QUIET {
+                continue;
+            }
+            for w in self
+                .workers
+                .iter_mut()
+                .filter(|w| w.slot == slot && w.state != State::Draining)
+            {
+                tracing::info!("{}: slot retired, draining", w.who());
+                w.wake.drain();
+                w.state = State::Draining;
+            }
+        }
+        loop {
+            let top = self.sockets.slots();
+            if top <= self.target {
+                break;
+            }
+            let slot = top - 1;
+            let quiet = self
+                .quiet_since
+                .get(slot)
+                .copied()
+                .flatten()
+                .is_some_and(|s| now >= s + RETIRE_QUIET);
+            let empty = !self.workers.iter().any(|w| w.slot == slot);
+            if !(quiet && empty && self.sockets.queued(slot) == 0) {
+                break;
+            }
+            self.sockets.close_top();
+            self.quiet_since.truncate(slot);
+            tracing::debug!("slot {slot} closed");
+        }
+    }
+
+    /// Start a worker on every slot below the target that has none (unless it is backing
+    /// off), and on a retired slot that still has connections waiting and no worker.
+    fn fill_slots(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.sockets.slots().max(self.target) {
+            let covered = self
+                .workers
+                .iter()
+                .any(|w| w.slot == slot && w.state != State::Draining);
+            if covered {
+                continue;
+            }
+            let wanted = slot < self.target || self.sockets.queued(slot) > 0;
+            let waiting = self
+                .backoff
+                .get(slot)
+                .copied()
+                .flatten()
+                .is_some_and(|b| now < b.until);
+            if !wanted || waiting {
+                continue;
+            }
+            if let Err(e) = self.sockets.grow(slot + 1, &self.live) {
+                tracing::error!("cannot add worker {slot}: {e}");
+                continue;
+            }
+            if let Err(e) = self.spawn(slot, Vec::new()) {
+                tracing::error!("cannot start worker {slot}: {e}");
+                self.fail_slot(slot);
+            } else {
+                tracing::info!("worker {slot} starting");
+            }
+        }
+    }
+
+    /// Steer new connections to the live slots: below the target, with a worker accepting.
+    fn steer(&mut self) {
+        let live: Vec<usize> = (0..self.target.min(self.sockets.slots()))
+            .filter(|&s| {
+                self.workers
+                    .iter()
+                    .any(|w| w.slot == s && w.state == State::Serving)
+            })
+            .collect();
+        if live == self.live {
+            return;
+        }
+        match self.sockets.steer(&live) {
+            Ok(()) => self.live = live,
+            Err(e) => tracing::error!("cannot steer connections to workers {live:?}: {e}"),
+        }
+    }
+
+    fn close_dropped_addresses(&mut self) {
+        self.closing
+            .retain(|(_, lines)| self.workers.iter().any(|w| lines.contains(&w.line)));
+    }
+
+    /// TTIN: one worker more.
+    pub fn grow(&mut self) {
+        if self.target >= crate::config::MAX_WORKERS {
+            tracing::warn!("SIGTTIN: already at the most workers ({})", self.target);
+            return;
+        }
+        self.target += 1;
+        tracing::info!("SIGTTIN: {} workers", self.target);
+        self.fill_slots();
+    }
+
+    /// TTOU: one worker fewer (never below one).
+    pub fn shrink(&mut self) {
+        if self.target <= 1 {
+            tracing::warn!("SIGTTOU ignored: already at one worker");
+            return;
+        }
+        self.target -= 1;
+        tracing::info!(
+            "SIGTTOU: {} workers (worker {} retires once its queue is empty)",
+            self.target,
+            self.target
+        );
+        self.steer();
+    }
+
+    /// HUP: run `config` and `app` from now on. New workers start on every slot (with new
+    /// sockets for new addresses); each old worker drains once its slot's new worker is
+    /// accepting; slots past the new count retire. On a bind error nothing changes.
+    pub(crate) fn reload(&mut self, config: Config, app: DynApp) -> Result<(), String> {
+        let slots = config.workers;
+        let dropped = self
+            .sockets
+            .rebind(&config.binds, slots, &mut Inherited::default())
+            .map_err(|e| e.to_string())?;
+        let old_lines: Vec<usize> = self.workers.iter().map(|w| w.line).collect();
+        if !dropped.addrs().is_empty() {
+            for addr in dropped.addrs() {
+                tracing::info!("No longer listening at: http://{addr}");
+            }
+            self.closing.push((dropped, old_lines));
+        }
+        if let Err(e) = self.sockets.grow(slots, &self.live) {
+            tracing::error!("{e}");
+        }
+        self.config = config;
+        self.app = app;
+        self.target = slots;
+        if !self.config.cpus.is_empty() {
+            self.cpus = self.config.cpus.clone();
+        }
+        for slot in 0..slots {
+            let old: Vec<usize> = self
+                .workers
+                .iter()
+                .filter(|w| w.slot == slot && w.state != State::Draining)
+                .map(|w| w.line)
+                .collect();
+            for w in self.workers.iter_mut().filter(|w| old.contains(&w.line)) {
+                w.replaced = true;
+            }
+            if let Err(e) = self.spawn(slot, old) {
+                tracing::error!("cannot start worker {slot}: {e}");
+            }
+        }
+        for addr in self.addrs() {
+            tracing::info!("Listening at: http://{addr}");
+        }
+        Ok(())
+    }
+
+    /// Whether every slot below the target has a worker accepting and no replacement is
+    /// still starting (a reload or upgrade is complete).
+    pub fn settled(&self) -> bool {
+        !self.workers.iter().any(|w| w.state == State::Starting)
+            && (0..self.target).all(|s| {
+                self.workers
+                    .iter()
+                    .any(|w| w.slot == s && w.state == State::Serving)
+            })
+    }
+
+    /// Start a binary upgrade: the new master gets every socket.
+    pub(crate) fn upgrade(&self, pidfile: Option<&Pidfile>) -> io::Result<Upgrade> {
+        Upgrade::begin(&self.sockets, pidfile)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Workers still running are told to drain (threads end with the process; processes
+        // would otherwise serve on alone).
+        for w in &self.workers {
+            w.wake.drain();
+        }
+    }
+}
+
+/// A pipe whose read end does not block (both ends close on exec).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into a live array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on our own descriptor; the master polls the read end.
+    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    Ok((r, w))
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (t ^ (u64::from(std::process::id()) << 32)) | 1
+}
