@@ -80,7 +80,15 @@ fn args() -> Vec<OsString> {
 /// Parse, check and build the configuration: the command line, the `RINGCORN_*` environment
 /// and the `--config` file. Errors are one message (the caller decides how to exit).
 fn load(choice: &Choice, args: &[OsString]) -> Result<(Cli, Config, String, DynApp), String> {
-    let cli = config::load_cli(args.iter().cloned()).map_err(|e| e.to_string())?;
+    // clap's message without its usage footer: the first line says what is wrong.
+    let cli = config::load_cli(args.iter().cloned()).map_err(|e| {
+        let text = e.to_string();
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        first.trim_start_matches("error: ").to_string()
+    })?;
     check_cpus(&cli)?;
     let (name, app) = choice.pick(&cli)?;
     let config = cli.config();
@@ -239,10 +247,7 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
             Some(Signal::Hup) => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 match load(choice, args) {
-                    Err(e) => tracing::error!(
-                        "reload refused, the old configuration stays: {}",
-                        e.trim_end().replace('\n', " ")
-                    ),
+                    Err(e) => tracing::error!("reload refused, the old configuration stays: {e}"),
                     Ok((cli, config, name, app)) => match master.reload(config, app) {
                         Err(e) => {
                             tracing::error!("reload refused, the old configuration stays: {e}")

@@ -131,11 +131,13 @@ impl Worker {
     }
 }
 
-/// A slot that failed to start: when it may be tried again.
+/// A slot whose workers died young: when it may be tried again.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
     failures: u32,
     until: Instant,
+    /// The last one never got as far as accepting (its ring or its handler failed).
+    never_served: bool,
 }
 
 /// A started server: the master's state.
@@ -384,10 +386,17 @@ impl Running {
         self.fill_slots();
         self.steer();
         self.close_dropped_addresses();
+        // Exit only when no worker runs and every slot's last attempt could not even start
+        // (workers that served before dying young are retried, backing off).
         let alive = self.workers.iter().any(|w| w.state != State::Draining);
-        let all_failing =
-            (0..self.target).all(|s| self.backoff.get(s).is_some_and(Option::is_some));
-        if !alive && all_failing {
+        let none_can_start = (0..self.target).all(|s| {
+            self.backoff
+                .get(s)
+                .copied()
+                .flatten()
+                .is_some_and(|b| b.never_served)
+        });
+        if !alive && none_can_start {
             return Err("no worker can start".into());
         }
         Ok(())
@@ -430,14 +439,14 @@ impl Running {
                     {
                         old.replaced = false;
                     }
-                    self.fail_slot(slot);
+                    self.fail_slot(slot, true);
                 }
             }
         }
     }
 
-    /// Back a slot off after a failed start.
-    fn fail_slot(&mut self, slot: usize) {
+    /// Back a slot off after its worker died young (`never_served`: before accepting).
+    fn fail_slot(&mut self, slot: usize, never_served: bool) {
         if self.backoff.len() <= slot {
             self.backoff.resize(slot + 1, None);
         }
@@ -449,6 +458,7 @@ impl Running {
         self.backoff[slot] = Some(Backoff {
             failures,
             until: Instant::now() + wait,
+            never_served,
         });
     }
 
@@ -473,7 +483,7 @@ impl Running {
             }
             tracing::error!("{} {} (after {lived:.1?})", w.who(), exit.describe());
             if lived < MIN_LIFETIME {
-                self.fail_slot(w.slot);
+                self.fail_slot(w.slot, w.state == State::Starting);
             } else if let Some(b) = self.backoff.get_mut(w.slot) {
                 *b = None;
             }
@@ -639,7 +649,7 @@ impl Running {
             }
             if let Err(e) = self.spawn(slot, Vec::new()) {
                 tracing::error!("cannot start worker {slot}: {e}");
-                self.fail_slot(slot);
+                self.fail_slot(slot, true);
             } else {
                 tracing::info!("worker {slot} starting");
             }

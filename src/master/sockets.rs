@@ -210,7 +210,9 @@ impl Sockets {
                     requested,
                     addr,
                     slots,
-                    steered: None,
+                    // The previous master may have left a program attached: the first
+                    // `steer` replaces or removes it.
+                    steered: Some(Vec::new()),
                 }),
                 Source::New(g) => Some(g),
             };

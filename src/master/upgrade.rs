@@ -140,7 +140,17 @@ impl Upgrade {
                 format!("exited with code {}", libc::WEXITSTATUS(status))
             })
         } else if eof {
-            Some("closed its ready pipe without being ready".to_string())
+            // It closed the pipe without saying it is ready: it is exiting or will never be
+            // ready. Make sure it is gone (it holds every listening socket) and reap it.
+            // SAFETY: signals our own, unreaped child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            // SAFETY: reaps it (it cannot survive SIGKILL).
+            unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            Some(if libc::WIFEXITED(status) {
+                format!("exited with code {}", libc::WEXITSTATUS(status))
+            } else {
+                "closed its ready pipe without being ready and was killed".to_string()
+            })
         } else if self.started.elapsed() > READY_TIMEOUT {
             // SAFETY: signals our own, unreaped child.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };

@@ -1220,3 +1220,446 @@ pub fn process_cpu_time(pid: u32) -> Duration {
     assert!(hz > 0, "sysconf(_SC_CLK_TCK) = {hz}");
     Duration::from_secs_f64(ticks as f64 / hz as f64)
 }
+
+// ---------------------------------------------------------------------------
+// Master-level helpers: processes, temp dirs, a bounded client load, upgrades
+// ---------------------------------------------------------------------------
+
+/// Polls `cond` every 20 ms for at most `timeout`; true once it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// A fresh, empty directory under the system temp dir, removed with its contents on drop.
+pub struct TempDir {
+    path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!(
+            "ringcorn-test-{tag}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.path.join(name)
+    }
+
+    /// The path as a `&str` argument (temp paths are UTF-8 here).
+    pub fn arg(&self, name: &str) -> String {
+        self.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Writes `contents` to `path` through a temporary sibling and a rename, so the server never
+/// reads a half-written file (and a running executable can be replaced).
+pub fn replace_file(path: &std::path::Path, contents: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, contents).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", tmp.display()));
+    std::fs::rename(&tmp, path)
+        .unwrap_or_else(|e| panic!("rename {} -> {}: {e}", tmp.display(), path.display()));
+}
+
+/// State letter and parent pid of `pid`, from /proc/PID/stat (None: no such process).
+pub fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Whether `pid` is a live process (exists and is not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// Live (not zombie) processes whose parent is `pid`, sorted, found by scanning /proc.
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    let mut kids: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            proc_stat(p).is_some_and(|(state, ppid)| ppid == pid && state != 'Z' && state != 'X')
+        })
+        .collect();
+    kids.sort_unstable();
+    kids
+}
+
+/// The command line of `pid` (arguments split at NUL), empty when it is gone.
+pub fn proc_cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// kill(2) on any pid.
+pub fn kill_pid(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let p = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: plain kill(2); callers only name processes this test started (or their workers).
+    if unsafe { libc::kill(p, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The pid in a pidfile, if it exists and holds one.
+pub fn read_pidfile(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A command for the program at `program` (a copy of the binary, or a stand-in) with the same
+/// clean environment as [`cli_command`].
+pub fn command_at(program: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("RINGCORN_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd.env("NO_COLOR", "1");
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// The path of the binary under test.
+pub fn binary_path() -> &'static str {
+    binary()
+}
+
+/// The number after `key` (e.g. `"pid "`, `"pid: "`) in `line`.
+pub fn number_after(line: &str, key: &str) -> Option<u32> {
+    let at = line.find(key)? + key.len();
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// The pid in a `sleep` app body (`pid P\n`).
+pub fn body_pid(resp: &Response) -> u32 {
+    number_after(&resp.body_str(), "pid ").unwrap_or_else(|| panic!("no `pid P` body in {resp:?}"))
+}
+
+impl Server {
+    /// `(slot, pid)` of every `Booting worker N with pid: P` line so far, in order.
+    pub fn booted_pids(&self) -> Vec<(usize, u32)> {
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                let rest = &l[l.find("Booting worker ")? + "Booting worker ".len()..];
+                let (slot, tail) = rest.split_once(" with pid: ")?;
+                Some((slot.parse().ok()?, number_after(tail, "")?))
+            })
+            .collect()
+    }
+
+    /// The latest pid booted on `slot` (process workers).
+    pub fn worker_pid(&self, slot: usize) -> Option<u32> {
+        self.booted_pids()
+            .into_iter()
+            .rev()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, p)| p)
+    }
+
+    /// Lines of the log containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Addresses of every `Listening at:` line so far, in order (repeats included).
+    pub fn announced(&self) -> Vec<SocketAddr> {
+        self.log().lines().filter_map(parse_listening).collect()
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+/// One GET on a fresh connection with a read timeout of `wait`; every way it can fail is an
+/// `Err` describing it.
+pub fn fresh_get(addr: SocketAddr, path: &str, wait: Duration) -> Result<Response, String> {
+    let mut c = try_connect(addr).map_err(|e| format!("connect: {e}"))?;
+    c.set_read_timeout(wait);
+    c.try_send(get_req(path).as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    c.try_read_response(false)
+        .map_err(|e| format!("read: {e:?}"))
+}
+
+/// What a [`Load`] saw.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Requests answered with 200 and the expected body.
+    pub ok: u64,
+    /// Requests that failed in any way (connect, send, read, status, body).
+    pub failures: u64,
+    /// The first few failures, with when (since the load started) and what.
+    pub samples: Vec<String>,
+    /// Keep-alive connections the server closed with `Connection: close` (not errors).
+    pub reconnects: u64,
+}
+
+impl LoadReport {
+    fn merge(&mut self, other: LoadReport) {
+        self.ok += other.ok;
+        self.failures += other.failures;
+        self.reconnects += other.reconnects;
+        for s in other.samples {
+            if self.samples.len() < 20 {
+                self.samples.push(s);
+            }
+        }
+    }
+
+    /// Asserts that no request failed and at least `min_ok` succeeded.
+    #[track_caller]
+    pub fn assert_clean(&self, min_ok: u64, log: &str) {
+        assert!(
+            self.failures == 0 && self.ok >= min_ok,
+            "load: {} ok, {} failed (want 0 failures and at least {min_ok} ok), {} reconnects\n\
+             failures:\n  {}\n--- stderr ---\n{log}",
+            self.ok,
+            self.failures,
+            self.reconnects,
+            self.samples.join("\n  ")
+        );
+    }
+}
+
+/// A bounded client load: `threads` threads each send `GET path` in a loop, on keep-alive
+/// connection (reconnecting when a response says `Connection: close`) with every fourth
+/// request on a fresh connection of its own, and count every failure. Each thread stops on
+/// [`Load::stop`] or after `max` at the latest.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<LoadReport>>,
+}
+
+impl Load {
+    /// Starts the load; `body_prefix` is what every 200's body must start with.
+    pub fn start(
+        addr: SocketAddr,
+        threads: usize,
+        path: &str,
+        body_prefix: &str,
+        max: Duration,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let threads = (0..threads)
+            .map(|t| {
+                let stop = Arc::clone(&stop);
+                let path = path.to_string();
+                let prefix = body_prefix.to_string();
+                thread::spawn(move || load_thread(t, addr, &path, &prefix, &stop, started, max))
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    /// Stops every thread and adds up what they saw.
+    pub fn stop(self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut report = LoadReport::default();
+        for t in self.threads {
+            report.merge(t.join().expect("load thread panicked"));
+        }
+        report
+    }
+}
+
+fn load_thread(
+    id: usize,
+    addr: SocketAddr,
+    path: &str,
+    prefix: &str,
+    stop: &AtomicBool,
+    started: Instant,
+    max: Duration,
+) -> LoadReport {
+    let mut report = LoadReport::default();
+    let mut conn: Option<Conn> = None;
+    let req = get_req(path);
+    let mut i: u64 = 0;
+    while !stop.load(Ordering::SeqCst) && started.elapsed() < max {
+        i += 1;
+        let fresh = i % 4 == 0;
+        // The keep-alive connection lives on across the fresh ones.
+        let mut temp: Option<Conn> = None;
+        let result = (|| -> Result<Response, String> {
+            let slot = if fresh { &mut temp } else { &mut conn };
+            let c = match slot {
+                Some(c) => c,
+                None => slot.insert(try_connect(addr).map_err(|e| format!("connect: {e}"))?),
+            };
+            c.try_send(req.as_bytes())
+                .map_err(|e| format!("send: {e}"))?;
+            c.try_read_response(false)
+                .map_err(|e| format!("read: {e:?}"))
+        })();
+        drop(temp);
+        match result {
+            Ok(resp) if resp.status == 200 && resp.body_str().starts_with(prefix) => {
+                report.ok += 1;
+                if resp.closes() && !fresh {
+                    conn = None;
+                    report.reconnects += 1;
+                }
+            }
+            other => {
+                if !fresh {
+                    conn = None;
+                }
+                report.failures += 1;
+                if report.samples.len() < 10 {
+                    let what = match other {
+                        Ok(resp) => format!("unexpected response {resp:?}"),
+                        Err(e) => e,
+                    };
+                    report.samples.push(format!(
+                        "[thread {id}, request {i}, {}, at {:?}] {what}",
+                        if fresh { "fresh" } else { "keep-alive" },
+                        started.elapsed()
+                    ));
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    report
+}
+
+/// Kills, on drop, the masters a binary upgrade may have left running: those named by a
+/// pidfile and its `.oldbin`, and any pid added with [`MasterGuard::watch`], except the
+/// server the test spawned itself (its own `Server` handles it). A pid is only signalled if
+/// it is alive and `program` is on its command line, so a recycled pid is never hit.
+/// Declare it after the `Server`, so that it drops first (the new master holds the
+/// server's stderr open).
+pub struct MasterGuard {
+    pidfile: std::path::PathBuf,
+    exclude: u32,
+    /// The program's path as given and as resolved (an upgrade execs the resolved one).
+    program: Vec<String>,
+    extra: Vec<u32>,
+}
+
+impl MasterGuard {
+    pub fn new(pidfile: &std::path::Path, program: &std::path::Path, exclude: u32) -> MasterGuard {
+        let mut names = vec![program.to_string_lossy().into_owned()];
+        if let Ok(real) = std::fs::canonicalize(program) {
+            names.push(real.to_string_lossy().into_owned());
+        }
+        MasterGuard {
+            pidfile: pidfile.to_path_buf(),
+            exclude,
+            program: names,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Also kill `pid` at the end (e.g. a new master whose pidfile was never written).
+    pub fn watch(&mut self, pid: u32) {
+        if !self.extra.contains(&pid) {
+            self.extra.push(pid);
+        }
+    }
+
+    fn ours(&self, pid: u32) -> bool {
+        pid != self.exclude
+            && pid_alive(pid)
+            && proc_cmdline(pid).iter().any(|a| self.program.contains(a))
+    }
+
+    /// The pids that would be killed now.
+    pub fn candidates(&self) -> Vec<u32> {
+        let mut oldbin = self.pidfile.as_os_str().to_owned();
+        oldbin.push(".oldbin");
+        let mut pids: Vec<u32> = [
+            read_pidfile(&self.pidfile),
+            read_pidfile(std::path::Path::new(&oldbin)),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.extra.iter().copied())
+        .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids.retain(|&p| self.ours(p));
+        pids
+    }
+}
+
+impl Drop for MasterGuard {
+    fn drop(&mut self) {
+        let pids = self.candidates();
+        for &p in &pids {
+            let _ = kill_pid(p, libc::SIGTERM);
+        }
+        if !wait_until(Duration::from_secs(5), || {
+            pids.iter().all(|&p| !pid_alive(p))
+        }) {
+            for &p in &pids {
+                if self.ours(p) {
+                    let _ = kill_pid(p, libc::SIGKILL);
+                }
+            }
+            wait_until(Duration::from_secs(2), || {
+                pids.iter().all(|&p| !pid_alive(p))
+            });
+        }
+    }
+}
