@@ -2,7 +2,8 @@
 # Benchmark ringcorn against its peers and regenerate BENCHMARKS.md and its charts
 # (benchmarks/*.svg): everything there is generated, overwritten entirely.
 #
-# Peers: ringcorn (`hello` and `json` apps), nginx (`return 200`), ceiling (the project's bare
+# Peers: ringcorn (`hello` and `json` apps; `ringcorn-process` is `hello` with
+# `--worker-class process`), nginx (`return 200`), ceiling (the project's bare
 # io_uring loop, no HTTP parsing), hyper-peer (hyper 1.x on tokio), uring-peer (tokio-uring with
 # httparse), gunicorn (sync worker, trivial WSGI app). The last four come from benches/peers/ and a
 # virtualenv under target/bench/venv; this script builds and installs them.
@@ -41,7 +42,7 @@ Options (defaults of the full mode; --quick changes those marked *):
   --warmup S            * unrecorded wrk warm-up per peer and mode before round 1 (1; quick 0)
   --connections LIST    * wrk connection counts (1,64,256,1024; quick 64)
   --depth N             pipeline depth (16)
-  --peers LIST          subset of ringcorn,ringcorn-json,nginx,ceiling,hyper-peer,uring-peer,gunicorn
+  --peers LIST          subset of ringcorn,ringcorn-process,ringcorn-json,nginx,ceiling,hyper-peer,uring-peer,gunicorn
   --sections LIST       * subset of throughput,latency,memory,sizes,scaling,callgrind,criterion
                         (all; quick: all but criterion)
   --criterion           add the criterion section (also in --quick)
@@ -80,7 +81,7 @@ else
     ROUNDS=3; DURATION=4; SIZE_DURATION=3; WARMUP=1; CONNECTIONS="1,64,256,1024"; SCALE_CONNS=256
     SCALE_MODES="plain pipelined"; LAT_DURATION=5; LAT_WARMUP=1; SECTIONS="throughput,latency,memory,sizes,scaling,callgrind,criterion"
 fi
-ALL_PEERS="ringcorn,ringcorn-json,nginx,ceiling,hyper-peer,uring-peer,gunicorn"
+ALL_PEERS="ringcorn,ringcorn-process,ringcorn-json,nginx,ceiling,hyper-peer,uring-peer,gunicorn"
 ALL_SECTIONS="throughput,latency,memory,sizes,scaling,callgrind,criterion"
 PEERS="$ALL_PEERS"
 DEPTH=16
@@ -178,11 +179,11 @@ scale_cpus_for() { local w="$1"; echo "${SCALE_CPU_LIST[*]:0:$w}" | tr ' ' ','; 
 
 SIZES=(13 4096 65536 1048576)
 MODES=(plain pipelined)
-TP_PEERS="$(pick "ringcorn ringcorn-json nginx ceiling hyper-peer uring-peer gunicorn")"
+TP_PEERS="$(pick "ringcorn ringcorn-process ringcorn-json nginx ceiling hyper-peer uring-peer gunicorn")"
 LAT_PEERS="$TP_PEERS"
 MEM_PEERS="$(pick "ringcorn nginx ceiling hyper-peer uring-peer")"
 SIZE_PEERS="$(pick "ringcorn nginx hyper-peer uring-peer")"
-SCALE_PEERS="$(pick "ringcorn nginx ceiling hyper-peer uring-peer")"
+SCALE_PEERS="$(pick "ringcorn ringcorn-process nginx ceiling hyper-peer uring-peer")"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
@@ -411,9 +412,12 @@ MEM_EXTRA=()   # extra ringcorn flags while holding connections (memory section)
 make_cmd() {  # PEER APP WORKERS CPUS PORT DIR -> sets the array CMD
     local peer="$1" app="$2" w="$3" cpus="$4" port="$5" dir="$6"
     case "$peer" in
-        ringcorn|ringcorn-json)
+        ringcorn|ringcorn-json|ringcorn-process)
+            local class=thread
+            [[ "$peer" == ringcorn-process ]] && class=process
             CMD=(taskset -c "$cpus" "$REPO/target/release/ringcorn" --workers "$w" --cpus "$cpus"
-                 --bind "127.0.0.1:$port" --log-level warning "${MEM_EXTRA[@]+"${MEM_EXTRA[@]}"}" "$app") ;;
+                 --worker-class "$class" --bind "127.0.0.1:$port" --log-level warning
+                 "${MEM_EXTRA[@]+"${MEM_EXTRA[@]}"}" "$app") ;;
         nginx)
             CMD=(taskset -c "$cpus" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log") ;;
         ceiling)

@@ -686,8 +686,22 @@ impl Running {
             return;
         }
         self.target += 1;
-        tracing::info!("SIGTTIN: {} workers", self.target);
+        let slot = self.target - 1;
+        let retiring = self
+            .workers
+            .iter()
+            .any(|w| w.slot == slot && w.state != State::Draining);
+        if retiring {
+            // Its slot was being retired and its worker still serves: it simply stays.
+            tracing::info!(
+                "SIGTTIN: {} workers (worker {slot} stays: its retirement is called off)",
+                self.target
+            );
+        } else {
+            tracing::info!("SIGTTIN: {} workers", self.target);
+        }
         self.fill_slots();
+        self.steer();
     }
 
     /// TTOU: one worker fewer (never below one).

@@ -11,6 +11,12 @@
 //! the next send (default 1000 µs) it busy-polls epoll; longer waits use `epoll_pwait2` with
 //! nanosecond timeouts and the thread's timer slack set to 1 ns. How late requests were
 //! queued behind their schedule is printed on stderr.
+//!
+//! Connections may end under it (a server draining for a reload answers with
+//! `Connection: close`): a new one is made at once and the requests never written on the old
+//! one move to it; those written and not answered are errors, counted by kind (see `--help`),
+//! never retried. Used by scripts/lifecycle.sh to count what a server loses while it reloads,
+//! upgrades or replaces workers.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -21,15 +27,32 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use ringcorn_peers::{die, loopback_addr};
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// Open-loop fixed-rate HTTP/1.1 load generator: R requests/s spread over C keep-alive
 /// connections, latency from each request's scheduled send time (no coordinated omission).
 /// Prints one line of JSON on stdout:
-/// {"rate","connections","duration_s","sent","completed","errors","achieved_rps",
-/// "p50_us","p90_us","p99_us","p999_us","max_us"}.
+/// {"rate","connections","max_in_flight","duration_s","sent","completed","errors",
+/// "connect_errors","resets","read_errors","write_errors","timeouts","non_2xx","reconnects",
+/// "achieved_rps","p50_us","p90_us","p99_us","p999_us","max_us"}.
 /// `sent` counts the requests scheduled in the measured window; `completed` those answered
-/// `HTTP/1.1 200`; `errors` the others (another status, a broken connection, no answer within
-/// --timeout after the end). Percentiles are over the completed requests.
+/// with a 2xx status; every other one is an error of exactly one kind, so
+/// sent = completed + errors and errors = connect_errors + resets + read_errors +
+/// write_errors + timeouts + non_2xx:
+/// `connect_errors` were waiting for a connection that could not be made (refused, or not
+/// established within --timeout; a connection tries again at once after a first failure, then
+/// every 100 ms, and the requests due meanwhile wait for that attempt); `resets` were written
+/// (in part or whole) on a connection that then failed with ECONNRESET or EPIPE, or were
+/// waiting for a connection reset as soon as it was established; `read_errors` were written
+/// on a connection that then reached EOF, failed reading, sent a malformed response, or
+/// answered an earlier request with `Connection: close`; `write_errors` failed on another
+/// write error; `timeouts` had no answer within --timeout of their scheduled time (that
+/// connection is then closed and every request written on it counts here) or were unanswered
+/// --timeout after the end; `non_2xx` got another status.
+/// A response with `Connection: close` (or an HTTP/1.0 response without keep-alive), or a
+/// server close with nothing written unanswered, is followed at once by a new connection:
+/// requests never written on the old one move to the new one, counted in `reconnects` (a
+/// connection established again, not an error). Percentiles are over the completed requests.
 #[derive(Parser)]
 #[command(name = "loadgen", version)]
 struct Cli {
@@ -48,8 +71,9 @@ struct Cli {
     /// Seconds of load before the measured window (sent at the same rate, not recorded).
     #[arg(long, default_value_t = 0.0)]
     warmup: f64,
-    /// Seconds to wait after the end for the last responses (unanswered ones are errors),
-    /// and the connect timeout.
+    /// Seconds a request may stay unanswered from its scheduled time (then it is a timeout and
+    /// its connection is closed), the connect timeout, and how long to wait after the end for
+    /// the last responses.
     #[arg(long, default_value_t = 2.0)]
     timeout: f64,
     /// Busy-poll (epoll with a zero timeout) instead of sleeping whenever the next send is due
@@ -59,6 +83,13 @@ struct Cli {
     /// a CPU of its own; 0 always sleeps (nanosecond timeouts), for a shared CPU.
     #[arg(long, default_value_t = 1000)]
     spin_us: u64,
+    /// Requests written and not yet answered per connection, at most; a request due beyond
+    /// that waits in this process (its latency still counts from its scheduled time) until an
+    /// answer makes room. 0: no limit, requests are pipelined behind unanswered ones. 1 is
+    /// how browsers and most HTTP/1.1 clients use a connection: then a `Connection: close`
+    /// answer can never leave a request written behind it unanswered.
+    #[arg(long, default_value_t = 0)]
+    max_in_flight: usize,
 }
 
 const PROG: &str = "loadgen";
@@ -69,41 +100,138 @@ const READ_BUF: usize = 64 * 1024;
 /// The longest run accepted, warm-up included (bounds the schedule and the histogram).
 const MAX_SECONDS: f64 = 3600.0;
 
+/// How often connections are checked for requests left unanswered longer than --timeout and
+/// for connects that take longer than that.
+const CHECK_EVERY: Duration = Duration::from_millis(10);
+/// How long a connection waits after a second failed connect in a row before it tries again
+/// (after a first one it tries again at once).
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// Why requests failed: each failed request is counted under exactly one kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Connect,
+    Reset,
+    Read,
+    Write,
+    Timeout,
+    Non2xx,
+}
+
+impl Kind {
+    /// A failed read (EOF and protocol errors included): a reset, or a read error.
+    fn of_read(e: &io::Error) -> Kind {
+        if is_reset(e) {
+            Kind::Reset
+        } else {
+            Kind::Read
+        }
+    }
+
+    /// A failed write: a reset, or a write error.
+    fn of_write(e: &io::Error) -> Kind {
+        if is_reset(e) {
+            Kind::Reset
+        } else {
+            Kind::Write
+        }
+    }
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE))
+        || matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        )
+}
+
 /// One keep-alive connection.
 struct Conn {
     stream: Option<TcpStream>,
+    /// A non-blocking connect under way (requests queue, nothing is written), and until when.
+    connecting: bool,
+    connect_deadline: Instant,
     /// Requests written or waiting to be written, oldest first: scheduled time, and whether it
-    /// is in the measured window.
+    /// is in the measured window. The last `unwritten()` of them have had no byte written.
     pending: VecDeque<(Instant, bool)>,
-    /// Bytes to write, and how many of them have been written.
+    /// How many of the last pending requests are held back, not yet in `out`
+    /// (--max-in-flight).
+    held: usize,
+    /// Bytes to write (whole requests, each `request.len()` long), and how many of them have
+    /// been written.
     out: Vec<u8>,
     written: usize,
     /// The read buffer (all initialised) and how much of it holds unparsed bytes.
     input: Vec<u8>,
     filled: usize,
-    /// While reading a response body: the bytes of it still to come, and whether the
-    /// response's status was 200.
+    /// While reading a response body: the bytes of it still to come, whether the response's
+    /// status was 2xx, and whether the server closes the connection after it.
     body_left: usize,
     in_body: bool,
     status_ok: bool,
-    /// When a broken connection may try to connect again.
+    closing: bool,
+    /// After a failed connect: when the connection may try again, and how many connects in a
+    /// row have failed.
     retry_at: Option<Instant>,
+    failures: u32,
+}
+
+impl Conn {
+    /// How many of the pending requests (the last ones) have had no byte written.
+    fn unwritten(&self, request_len: usize) -> usize {
+        self.held + (self.out.len() - self.written) / request_len
+    }
+
+    /// Move held requests into `out` while --max-in-flight allows (0: no limit).
+    fn release(&mut self, request: &[u8], max_in_flight: usize) {
+        while self.held > 0
+            && (max_in_flight == 0 || self.pending.len() - self.held < max_in_flight)
+        {
+            self.out.extend_from_slice(request);
+            self.held -= 1;
+        }
+    }
 }
 
 struct Stats {
     sent: u64,
     completed: u64,
-    errors: u64,
+    connect_errors: u64,
+    resets: u64,
+    read_errors: u64,
+    write_errors: u64,
+    timeouts: u64,
+    non_2xx: u64,
+    reconnects: u64,
     histogram: Histogram<u64>,
     /// How late each measured request was queued for sending, behind its schedule.
     send_lag: Histogram<u64>,
 }
 
 impl Stats {
-    fn fail(&mut self, measured: bool) {
-        if measured {
-            self.errors += 1;
+    fn fail(&mut self, measured: bool, kind: Kind) {
+        if !measured {
+            return;
         }
+        let counter = match kind {
+            Kind::Connect => &mut self.connect_errors,
+            Kind::Reset => &mut self.resets,
+            Kind::Read => &mut self.read_errors,
+            Kind::Write => &mut self.write_errors,
+            Kind::Timeout => &mut self.timeouts,
+            Kind::Non2xx => &mut self.non_2xx,
+        };
+        *counter += 1;
+    }
+
+    fn errors(&self) -> u64 {
+        self.connect_errors
+            + self.resets
+            + self.read_errors
+            + self.write_errors
+            + self.timeouts
+            + self.non_2xx
     }
 }
 
@@ -162,6 +290,7 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
     Ok((loopback_addr(&hostport)?, path.to_string()))
 }
 
+/// A blocking connect, for the connections opened before the load starts.
 fn connect(
     addr: SocketAddr,
     timeout: Duration,
@@ -175,17 +304,56 @@ fn connect(
     Ok(stream)
 }
 
+/// Start a non-blocking connect; true if it completed at once.
+fn connect_nonblocking(
+    addr: SocketAddr,
+    epoll: &Epoll,
+    token: usize,
+) -> io::Result<(TcpStream, bool)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_nodelay(true)?;
+    let done = match socket.connect(&addr.into()) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => false,
+        Err(e) => return Err(e),
+    };
+    let stream = TcpStream::from(socket);
+    epoll.add(stream.as_raw_fd(), token)?;
+    Ok((stream, done))
+}
+
+/// What the event loop needs to know to manage connections.
+struct Ctx<'a> {
+    addr: SocketAddr,
+    timeout: Duration,
+    epoll: &'a Epoll,
+    request: &'a [u8],
+    max_in_flight: usize,
+}
+
 fn run(cli: &Cli, addr: SocketAddr, request: &[u8]) -> io::Result<Stats> {
     set_timer_slack();
     let epoll = Epoll::new()?;
     let timeout = Duration::from_secs_f64(cli.timeout);
+    let ctx = Ctx {
+        addr,
+        timeout,
+        epoll: &epoll,
+        request,
+        max_in_flight: cli.max_in_flight,
+    };
     let mut conns = Vec::with_capacity(cli.connections);
+    let created = Instant::now();
     for token in 0..cli.connections {
         let stream = connect(addr, timeout, &epoll, token)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}")))?;
         conns.push(Conn {
             stream: Some(stream),
+            connecting: false,
+            connect_deadline: created,
             pending: VecDeque::new(),
+            held: 0,
             out: Vec::with_capacity(request.len() * 4),
             written: 0,
             input: vec![0; READ_BUF],
@@ -193,14 +361,22 @@ fn run(cli: &Cli, addr: SocketAddr, request: &[u8]) -> io::Result<Stats> {
             body_left: 0,
             in_body: false,
             status_ok: false,
+            closing: false,
             retry_at: None,
+            failures: 0,
         });
     }
 
     let mut stats = Stats {
         sent: 0,
         completed: 0,
-        errors: 0,
+        connect_errors: 0,
+        resets: 0,
+        read_errors: 0,
+        write_errors: 0,
+        timeouts: 0,
+        non_2xx: 0,
+        reconnects: 0,
         // Nanoseconds, 1 ns to an hour and a bit, 3 significant digits.
         histogram: Histogram::new_with_bounds(1, 4_000_000_000_000, 3)
             .map_err(|e| io::Error::other(e.to_string()))?,
@@ -216,6 +392,7 @@ fn run(cli: &Cli, addr: SocketAddr, request: &[u8]) -> io::Result<Stats> {
     let scheduled = |k: u64| start + Duration::from_nanos((k as f64 * interval_ns) as u64);
     let spin = Duration::from_micros(cli.spin_us);
     let mut next = 0u64;
+    let mut next_check = start + CHECK_EVERY;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
 
     loop {
@@ -237,14 +414,27 @@ fn run(cli: &Cli, addr: SocketAddr, request: &[u8]) -> io::Result<Stats> {
             let token = (next % cli.connections as u64) as usize;
             next += 1;
             let conn = &mut conns[token];
-            if conn.stream.is_none() && !reconnect(conn, addr, timeout, &epoll, token, now) {
-                stats.fail(measured);
+            conn.pending.push_back((at, measured));
+            conn.held += 1;
+            if conn.stream.is_none() {
+                // Waiting to connect again: the request waits with it (see check_deadlines).
+                if conn.retry_at.is_none_or(|t| now >= t) {
+                    reconnect(conn, &ctx, &mut stats, token, now);
+                }
                 continue;
             }
-            conn.pending.push_back((at, measured));
-            conn.out.extend_from_slice(request);
-            if flush(conn).is_err() {
-                broken(conn, &mut stats, &epoll, now);
+            if conn.connecting {
+                continue;
+            }
+            conn.release(request, cli.max_in_flight);
+            if let Err(e) = flush(conn) {
+                end_conn(conn, &ctx, &mut stats, token, now, Kind::of_write(&e));
+            }
+        }
+        if now >= next_check {
+            next_check = now + CHECK_EVERY;
+            for (token, conn) in conns.iter_mut().enumerate() {
+                check_deadlines(conn, &ctx, &mut stats, token, now);
             }
         }
         if next >= total_n && (now >= drain_deadline || conns.iter().all(|c| c.pending.is_empty()))
@@ -259,6 +449,7 @@ fn run(cli: &Cli, addr: SocketAddr, request: &[u8]) -> io::Result<Stats> {
         } else {
             drain_deadline.saturating_duration_since(now)
         };
+        let wait = wait.min(next_check.saturating_duration_since(now));
         let n = epoll.wait(&mut events, wait)?;
         if n == 0 {
             continue;
@@ -270,24 +461,161 @@ fn run(cli: &Cli, addr: SocketAddr, request: &[u8]) -> io::Result<Stats> {
             if conn.stream.is_none() {
                 continue;
             }
-            if event.events & (libc::EPOLLOUT as u32) != 0 && flush(conn).is_err() {
-                broken(conn, &mut stats, &epoll, now);
+            if conn.connecting {
+                // Connected, or failed: EPOLLOUT or EPOLLERR/EPOLLHUP.
+                connect_progress(conn, &ctx, &mut stats, token, now);
                 continue;
             }
-            if event.events & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
-                && read_responses(conn, &mut stats, now).is_err()
-            {
-                broken(conn, &mut stats, &epoll, now);
+            if event.events & (libc::EPOLLOUT as u32) != 0 {
+                if let Err(e) = flush(conn) {
+                    end_conn(conn, &ctx, &mut stats, token, now, Kind::of_write(&e));
+                    continue;
+                }
+            }
+            if event.events & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+                match read_responses(conn, &mut stats, now) {
+                    // The server answered with `Connection: close`: whatever was written
+                    // after that request is lost (a read error), the rest moves on.
+                    Ok(true) => end_conn(conn, &ctx, &mut stats, token, now, Kind::Read),
+                    Ok(false) => {
+                        // Answers make room for held requests (--max-in-flight).
+                        if conn.held > 0 {
+                            conn.release(request, cli.max_in_flight);
+                            if let Err(e) = flush(conn) {
+                                end_conn(conn, &ctx, &mut stats, token, now, Kind::of_write(&e));
+                            }
+                        }
+                    }
+                    Err(e) => end_conn(conn, &ctx, &mut stats, token, now, Kind::of_read(&e)),
+                }
             }
         }
     }
     // Whatever is still unanswered after the drain timeout is an error.
     for conn in &conns {
+        let kind = if conn.connecting || conn.stream.is_none() {
+            Kind::Connect
+        } else {
+            Kind::Timeout
+        };
         for &(_, measured) in &conn.pending {
-            stats.fail(measured);
+            stats.fail(measured, kind);
         }
     }
     Ok(stats)
+}
+
+/// The oldest request of a connection unanswered for longer than --timeout: the connection is
+/// closed, the requests written on it are timeouts. A connect taking longer: its requests are
+/// connect errors.
+fn check_deadlines(conn: &mut Conn, ctx: &Ctx, stats: &mut Stats, token: usize, now: Instant) {
+    if conn.stream.is_none() {
+        // Requests are waiting for a connection: try again once the pause is over.
+        if !conn.pending.is_empty() && conn.retry_at.is_none_or(|t| now >= t) {
+            reconnect(conn, ctx, stats, token, now);
+        }
+        return;
+    }
+    if conn.connecting {
+        if now >= conn.connect_deadline {
+            connect_failed(conn, ctx, stats, Kind::Connect);
+        }
+        return;
+    }
+    if let Some(&(at, _)) = conn.pending.front() {
+        if now.saturating_duration_since(at) > ctx.timeout {
+            end_conn(conn, ctx, stats, token, now, Kind::Timeout);
+        }
+    }
+}
+
+/// A non-blocking connect reported progress: connected (flush what is queued), or failed.
+fn connect_progress(conn: &mut Conn, ctx: &Ctx, stats: &mut Stats, token: usize, now: Instant) {
+    let Some(stream) = conn.stream.as_ref() else {
+        return;
+    };
+    match stream.take_error() {
+        Ok(None) => {}
+        Ok(Some(e)) | Err(e) => return connect_failed(conn, ctx, stats, Kind::of_read(&e)),
+    }
+    match stream.peer_addr() {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return, // not yet
+        Err(e) => return connect_failed(conn, ctx, stats, Kind::of_read(&e)),
+    }
+    conn.connecting = false;
+    conn.failures = 0;
+    stats.reconnects += 1;
+    conn.release(ctx.request, ctx.max_in_flight);
+    if let Err(e) = flush(conn) {
+        end_conn(conn, ctx, stats, token, now, Kind::of_write(&e));
+    }
+}
+
+/// A connect failed (refused, or reset by the server as soon as it was established: `kind`
+/// Connect or Reset) or took too long: the requests waiting for it (none of them written)
+/// fail. The next request tries again: at once after a first failure, else once 100 ms have
+/// passed (requests due meanwhile wait for that attempt).
+fn connect_failed(conn: &mut Conn, ctx: &Ctx, stats: &mut Stats, kind: Kind) {
+    drop_stream(conn, ctx);
+    for (_, measured) in conn.pending.drain(..) {
+        stats.fail(measured, kind);
+    }
+    conn.held = 0;
+    conn.out.clear();
+    conn.written = 0;
+    conn.failures += 1;
+    let pause = if conn.failures > 1 {
+        RETRY_AFTER
+    } else {
+        Duration::ZERO
+    };
+    conn.retry_at = Some(Instant::now() + pause);
+}
+
+fn drop_stream(conn: &mut Conn, ctx: &Ctx) {
+    if let Some(stream) = conn.stream.take() {
+        let _ = ctx.epoll.delete(stream.as_raw_fd());
+    }
+    conn.connecting = false;
+    conn.filled = 0;
+    conn.in_body = false;
+    conn.body_left = 0;
+    conn.closing = false;
+}
+
+/// Start a new connection for `conn` (whose stream is gone); requests queued on it are
+/// written once it is established.
+fn reconnect(conn: &mut Conn, ctx: &Ctx, stats: &mut Stats, token: usize, now: Instant) {
+    debug_assert!(conn.stream.is_none());
+    conn.retry_at = None;
+    match connect_nonblocking(ctx.addr, ctx.epoll, token) {
+        Ok((stream, done)) => {
+            conn.stream = Some(stream);
+            conn.connecting = true;
+            conn.connect_deadline = now + ctx.timeout;
+            if done {
+                connect_progress(conn, ctx, stats, token, now);
+            }
+        }
+        Err(e) => connect_failed(conn, ctx, stats, Kind::of_read(&e)),
+    }
+}
+
+/// The connection ended (the server closed it, said `Connection: close`, it failed, or its
+/// oldest request timed out). The requests written on it and not answered fail as `kind`;
+/// those never written go to a new connection, made at once.
+fn end_conn(conn: &mut Conn, ctx: &Ctx, stats: &mut Stats, token: usize, now: Instant, kind: Kind) {
+    let unwritten = conn.unwritten(ctx.request.len());
+    let lost = conn.pending.len() - unwritten;
+    for (_, measured) in conn.pending.drain(..lost) {
+        stats.fail(measured, kind);
+    }
+    conn.out.clear();
+    conn.written = 0;
+    conn.held = unwritten;
+    drop_stream(conn, ctx);
+    reconnect(conn, ctx, stats, token, now);
 }
 
 /// Write as much of the connection's queued requests as the socket takes.
@@ -309,11 +637,12 @@ fn flush(conn: &mut Conn) -> io::Result<()> {
     Ok(())
 }
 
-/// Read what has arrived and complete every whole response in it.
-fn read_responses(conn: &mut Conn, stats: &mut Stats, now: Instant) -> io::Result<()> {
+/// Read what has arrived and complete every whole response in it. Ok(true): a response said
+/// the server closes the connection (nothing after it is read).
+fn read_responses(conn: &mut Conn, stats: &mut Stats, now: Instant) -> io::Result<bool> {
     loop {
         let Some(stream) = conn.stream.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         if conn.filled == conn.input.len() {
             // A response head longer than the buffer (bodies are never kept).
@@ -322,18 +651,22 @@ fn read_responses(conn: &mut Conn, stats: &mut Stats, now: Instant) -> io::Resul
         let n = match stream.read(&mut conn.input[conn.filled..]) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         conn.filled += n;
         let consumed = parse_responses(conn, stats, now)?;
+        if conn.closing {
+            return Ok(true);
+        }
         conn.input.copy_within(consumed..conn.filled, 0);
         conn.filled -= consumed;
     }
 }
 
-/// Complete the responses at the start of `conn.input`; returns the bytes consumed.
+/// Complete the responses at the start of `conn.input`; returns the bytes consumed. Stops
+/// after a response that closes the connection (`conn.closing`).
 fn parse_responses(conn: &mut Conn, stats: &mut Stats, now: Instant) -> io::Result<usize> {
     let mut pos = 0;
     loop {
@@ -357,7 +690,10 @@ fn parse_responses(conn: &mut Conn, stats: &mut Stats, now: Instant) -> io::Resu
                         .saturating_record(ns.clamp(1, u64::MAX as u128) as u64);
                 }
             } else {
-                stats.fail(measured);
+                stats.fail(measured, Kind::Non2xx);
+            }
+            if conn.closing {
+                return Ok(pos);
             }
             continue;
         }
@@ -376,6 +712,7 @@ fn parse_responses(conn: &mut Conn, stats: &mut Stats, now: Instant) -> io::Resu
         };
         let status = res.code.unwrap_or(0);
         let mut length = None;
+        let (mut close, mut keep_alive) = (false, false);
         for h in res.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
                 length = std::str::from_utf8(h.value)
@@ -383,6 +720,12 @@ fn parse_responses(conn: &mut Conn, stats: &mut Stats, now: Instant) -> io::Resu
                     .and_then(|v| v.trim().parse::<usize>().ok());
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(io::Error::other("chunked responses are not supported"));
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                for token in h.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
             }
         }
         let length = match (status, length) {
@@ -394,51 +737,11 @@ fn parse_responses(conn: &mut Conn, stats: &mut Stats, now: Instant) -> io::Resu
             pos += head_len; // An interim response: the real one follows.
             continue;
         }
-        conn.status_ok = res.version == Some(1) && status == 200;
+        conn.status_ok = (200..300).contains(&status);
+        conn.closing = close || (res.version == Some(0) && !keep_alive);
         conn.in_body = true;
         conn.body_left = length;
         pos += head_len;
-    }
-}
-
-/// A connection failed: its unanswered requests are errors; it reconnects on next use.
-fn broken(conn: &mut Conn, stats: &mut Stats, epoll: &Epoll, now: Instant) {
-    if let Some(stream) = conn.stream.take() {
-        let _ = epoll.delete(stream.as_raw_fd());
-    }
-    for (_, measured) in conn.pending.drain(..) {
-        stats.fail(measured);
-    }
-    conn.out.clear();
-    conn.written = 0;
-    conn.filled = 0;
-    conn.in_body = false;
-    conn.body_left = 0;
-    conn.retry_at = Some(now + Duration::from_millis(100));
-}
-
-/// Connect a broken connection again, at most every 100 ms; true if it is usable now.
-fn reconnect(
-    conn: &mut Conn,
-    addr: SocketAddr,
-    timeout: Duration,
-    epoll: &Epoll,
-    token: usize,
-    now: Instant,
-) -> bool {
-    if conn.retry_at.is_some_and(|t| now < t) {
-        return false;
-    }
-    match connect(addr, timeout.min(Duration::from_millis(200)), epoll, token) {
-        Ok(stream) => {
-            conn.stream = Some(stream);
-            conn.retry_at = None;
-            true
-        }
-        Err(_) => {
-            conn.retry_at = Some(now + Duration::from_millis(100));
-            false
-        }
     }
 }
 
@@ -464,13 +767,21 @@ fn print_json(cli: &Cli, stats: &Stats) {
             x.into()
         }
     };
-    let fields: [(&str, serde_json::Value); 12] = [
+    let fields: [(&str, serde_json::Value); 20] = [
         ("rate", n(cli.rate)),
         ("connections", cli.connections.into()),
+        ("max_in_flight", cli.max_in_flight.into()),
         ("duration_s", n(cli.duration)),
         ("sent", stats.sent.into()),
         ("completed", stats.completed.into()),
-        ("errors", stats.errors.into()),
+        ("errors", stats.errors().into()),
+        ("connect_errors", stats.connect_errors.into()),
+        ("resets", stats.resets.into()),
+        ("read_errors", stats.read_errors.into()),
+        ("write_errors", stats.write_errors.into()),
+        ("timeouts", stats.timeouts.into()),
+        ("non_2xx", stats.non_2xx.into()),
+        ("reconnects", stats.reconnects.into()),
         (
             "achieved_rps",
             n(((stats.completed as f64 / cli.duration) * 10.0).round() / 10.0),
