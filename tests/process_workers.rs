@@ -74,6 +74,14 @@ fn workers_are_child_processes_and_serve() {
     for slot in 0..2 {
         server.expect_log(&format!("Booting worker {slot} on CPU"), WAIT);
     }
+    // The master forks its workers, so it stays single-threaded.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .expect("master's /proc status");
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map(str::trim);
+    assert_eq!(threads, Some("1"), "the master has more than one thread");
 
     // Every answer comes from one of the two worker processes; with 40 connections hashed
     // over two sockets both answer (the chance that one gets none is 2^-39).

@@ -723,6 +723,17 @@ impl Running {
     /// sockets for new addresses); each old worker drains once its slot's new worker is
     /// accepting; slots past the new count retire. On a bind error nothing changes.
     pub(crate) fn reload(&mut self, config: Config, app: DynApp) -> Result<(), String> {
+        if config.worker_class != self.config.worker_class {
+            // Forking beside running worker threads is unsafe, and threads beside a forking
+            // master would be too: a new class needs a new master.
+            let name = |c: crate::config::WorkerClass| format!("{c:?}").to_lowercase();
+            return Err(format!(
+                "key `worker-class`: cannot change from {} to {} on reload (use USR2, the \
+                 binary upgrade, or a restart)",
+                name(self.config.worker_class),
+                name(config.worker_class)
+            ));
+        }
         let slots = config.workers;
         let dropped = self
             .sockets
@@ -741,9 +752,11 @@ impl Running {
         self.config = config;
         self.app = app;
         self.target = slots;
-        if !self.config.cpus.is_empty() {
-            self.cpus = self.config.cpus.clone();
-        }
+        self.cpus = if self.config.cpus.is_empty() {
+            available_cpus()
+        } else {
+            self.config.cpus.clone()
+        };
         for slot in 0..slots {
             let old: Vec<usize> = self
                 .workers
