@@ -1179,6 +1179,14 @@ def main():
                 continue
             w("#" + line if line.startswith("## ") else line)
         w("")
+        p99 = args.charts / "lifecycle_p99.md"
+        if p99.exists():
+            w("### p99 during the events, alternating rounds")
+            w("")
+            for line in p99.read_text().splitlines():
+                if not line.startswith("# "):
+                    w(line)
+            w("")
 
     # ------------------------------------------------------------ raw data
     w("## Raw data")
