@@ -250,20 +250,9 @@ missing_packages() {
     fi
     echo "${pkgs[*]:-}"
 }
-MISSING="$(missing_packages)"
-if [[ -n "$MISSING" ]]; then
-    if (( INSTALL )); then
-        (( EUID == 0 )) || die "--install needs root; run: sudo apt-get update && sudo apt-get install -y $MISSING"
-        log "installing: $MISSING"
-        apt-get update >&2 || die "apt-get update failed"
-        # shellcheck disable=SC2086
-        DEBIAN_FRONTEND=noninteractive apt-get install -y $MISSING >&2 || die "apt-get install failed"
-        MISSING="$(missing_packages)"
-        [[ -z "$MISSING" ]] || die "still missing after the install: $MISSING"
-    else
-        die "missing tools; install them with: apt-get update && apt-get install -y $MISSING (or rerun with --install as root)"
-    fi
-fi
+# shellcheck source=scripts/tools.sh
+source "$SCRIPT_DIR/tools.sh"
+install_missing
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust from https://rustup.rs"
 CLK_TCK="$(getconf CLK_TCK)"
 

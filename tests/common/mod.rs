@@ -49,19 +49,10 @@ fn binary() -> &'static str {
 /// A command for the binary with a clean environment: no inherited
 /// `RINGCORN_*` settings, no colours, no `RUST_LOG`.
 fn base_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(binary());
-    cmd.args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("RINGCORN_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd.env("NO_COLOR", "1");
+    let mut cmd = command_at(std::path::Path::new(binary()), args);
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::null());
     cmd
 }
 
@@ -1350,8 +1341,8 @@ pub fn read_pidfile(path: &std::path::Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// A command for the program at `program` (a copy of the binary, or a stand-in) with the same
-/// clean environment as [`cli_command`].
+/// A command for the program at `program` (the binary, a copy of it, or a stand-in) with a
+/// clean environment: no inherited `RINGCORN_*` settings, no colours, no `RUST_LOG`.
 pub fn command_at(program: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args);
