@@ -243,11 +243,6 @@ impl Running {
         &self.config
     }
 
-    /// Workers wanted now.
-    pub fn target(&self) -> usize {
-        self.target
-    }
-
     /// Start a worker on `slot`, to replace the workers (by line) in `replaces` once it is
     /// accepting.
     fn spawn(&mut self, slot: usize, replaces: Vec<usize>) -> io::Result<()> {
@@ -291,6 +286,20 @@ impl Running {
             timed_out: None,
         });
         Ok(())
+    }
+
+    /// A worker on `slot` is starting or serving (not draining).
+    fn active_on(&self, slot: usize) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.slot == slot && w.state != State::Draining)
+    }
+
+    /// A worker on `slot` is accepting.
+    fn serving_on(&self, slot: usize) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.slot == slot && w.state == State::Serving)
     }
 
     /// Every descriptor of the master's, for a forked worker to close.
@@ -626,11 +635,7 @@ impl Running {
     fn fill_slots(&mut self) {
         let now = Instant::now();
         for slot in 0..self.sockets.slots().max(self.target) {
-            let covered = self
-                .workers
-                .iter()
-                .any(|w| w.slot == slot && w.state != State::Draining);
-            if covered {
+            if self.active_on(slot) {
                 continue;
             }
             let wanted = slot < self.target || self.sockets.queued(slot) > 0;
@@ -659,11 +664,7 @@ impl Running {
     /// Steer new connections to the live slots: below the target, with a worker accepting.
     fn steer(&mut self) {
         let live: Vec<usize> = (0..self.target.min(self.sockets.slots()))
-            .filter(|&s| {
-                self.workers
-                    .iter()
-                    .any(|w| w.slot == s && w.state == State::Serving)
-            })
+            .filter(|&s| self.serving_on(s))
             .collect();
         if live == self.live {
             return;
@@ -687,11 +688,7 @@ impl Running {
         }
         self.target += 1;
         let slot = self.target - 1;
-        let retiring = self
-            .workers
-            .iter()
-            .any(|w| w.slot == slot && w.state != State::Draining);
-        if retiring {
+        if self.active_on(slot) {
             // Its slot was being retired and its worker still serves: it simply stays.
             tracing::info!(
                 "SIGTTIN: {} workers (worker {slot} stays: its retirement is called off)",
@@ -775,17 +772,6 @@ impl Running {
             tracing::info!("Listening at: http://{addr}");
         }
         Ok(())
-    }
-
-    /// Whether every slot below the target has a worker accepting and no replacement is
-    /// still starting (a reload or upgrade is complete).
-    pub fn settled(&self) -> bool {
-        !self.workers.iter().any(|w| w.state == State::Starting)
-            && (0..self.target).all(|s| {
-                self.workers
-                    .iter()
-                    .any(|w| w.slot == s && w.state == State::Serving)
-            })
     }
 
     /// Start a binary upgrade: the new master gets every socket.

@@ -116,6 +116,16 @@ struct Conn {
     shut: bool,
 }
 
+impl Conn {
+    /// When the connection went idle (nothing received or owed), if it is idle. An idle
+    /// connection's deadline is always `keep_alive` after it went idle (set by `open_conn`
+    /// and `advance`).
+    fn idle_since(&self, keep_alive: Duration) -> Option<Instant> {
+        let idle = !self.http.mid_request() && self.http.want() == Want::Read;
+        idle.then(|| self.deadline - keep_alive)
+    }
+}
+
 struct Worker<H> {
     ring: IoUring,
     index: usize,
@@ -539,16 +549,14 @@ impl<H: Handler> Worker<H> {
             pulse.served(self.served);
         }
         let now = self.now;
-        // An idle connection's deadline is always `--keep-alive` after it went idle (set by
-        // `open_conn` and `advance`), so it says how long the connection has been idle.
-        let idle_since = |deadline: Instant| deadline - self.keep_alive;
+        let keep_alive = self.keep_alive;
         let mut to_park = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             if conn.shut {
                 continue;
             }
-            let idle = !conn.http.mid_request() && conn.http.want() == Want::Read;
-            if self.draining && idle && now >= idle_since(conn.deadline) + DRAIN_IDLE {
+            let idle = conn.idle_since(keep_alive);
+            if self.draining && idle.is_some_and(|since| now >= since + DRAIN_IDLE) {
                 // Draining, and idle long enough that closing is unlikely to race a request.
                 Self::shut_down(conn);
                 continue;
@@ -556,9 +564,8 @@ impl<H: Handler> Worker<H> {
             if now < conn.deadline {
                 // Idle checks first: only an idle connection's deadline says when it went idle.
                 if !conn.parking
-                    && idle
                     && conn.http.buffered_bytes() > 0
-                    && now >= idle_since(conn.deadline) + PARK_AFTER
+                    && idle.is_some_and(|since| now >= since + PARK_AFTER)
                 {
                     to_park.push(key);
                 }
@@ -629,8 +636,8 @@ impl<H: Handler> Worker<H> {
             // for a while is closed now; one answered a moment ago is given `DRAIN_IDLE` to
             // send its next request (the tick closes it after that).
             conn.http.answer_with_close();
-            let idle = !conn.http.mid_request() && conn.http.want() == Want::Read;
-            if idle && !conn.shut && now >= conn.deadline - self.keep_alive + DRAIN_IDLE {
+            let idle = conn.idle_since(self.keep_alive);
+            if !conn.shut && idle.is_some_and(|since| now >= since + DRAIN_IDLE) {
                 // The pending receive (or poll) ends with the shutdown.
                 Self::shut_down(conn);
             }
