@@ -189,12 +189,7 @@ fn settings_from_environment() {
         server.log()
     );
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        server.count_log_lines("Booting worker"),
-        2,
-        "{}",
-        server.log()
-    );
+    server.assert_log_count("Booting worker", 2);
     let mut c = connect(server.addr());
     assert_hello(&c.get("/"));
     // RINGCORN_KEEP_ALIVE=1: the idle connection is closed soon.
@@ -210,12 +205,7 @@ fn command_line_overrides_environment() {
     );
     assert!(server.wait_log_count("Booting worker", 1, Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        server.count_log_lines("Booting worker"),
-        1,
-        "{}",
-        server.log()
-    );
+    server.assert_log_count("Booting worker", 1);
 }
 
 /// io_uring refused the way a container's seccomp profile refuses it: `io_uring_setup` fails

@@ -184,7 +184,7 @@ fn stuck_worker_thread_is_reported_again_while_others_serve() {
         "no worker was replaced\n{}",
         server.log()
     );
-    assert_eq!(server.count_log_lines("was sent"), 0, "{}", server.log());
+    server.assert_log_count("was sent", 0);
 }
 
 #[test]
@@ -220,6 +220,6 @@ fn timeout_zero_never_reports_a_slow_worker() {
         "--timeout 0 reported a worker\n{}",
         server.log()
     );
-    assert_eq!(server.count_log_lines(" with pid: "), 1, "{}", server.log());
+    server.assert_log_count(" with pid: ", 1);
     assert!(pid_alive(pid));
 }

@@ -113,13 +113,8 @@ fn worker_processes_are_replaced_after_max_requests() {
         server.log()
     );
     // Replaced workers drained and exited cleanly: no death is reported.
-    assert_eq!(
-        server.count_log_lines(" exited with code"),
-        0,
-        "{}",
-        server.log()
-    );
-    assert_eq!(server.count_log_lines("was sent"), 0, "{}", server.log());
+    server.assert_log_count(" exited with code", 0);
+    server.assert_log_count("was sent", 0);
     assert!(
         wait_until(Duration::from_secs(5), || child_pids(server.pid()).len()
             == 1),

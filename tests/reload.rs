@@ -89,23 +89,13 @@ fn hup_under_load(extra: &[&str]) {
     let report = load.stop();
     eprintln!("{sent} HUPs: {report:?}");
     report.assert_clean(100, &server.log());
-    assert_eq!(
-        server.count_log_lines("SIGHUP: reloading the configuration"),
-        sent,
-        "{}",
-        server.log()
-    );
+    server.assert_log_count("SIGHUP: reloading the configuration", sent);
     assert!(
         server.count_log_lines("Listening at:") > sent,
         "{}",
         server.log()
     );
-    assert_eq!(
-        server.count_log_lines("reload refused"),
-        0,
-        "{}",
-        server.log()
-    );
+    server.assert_log_count("reload refused", 0);
     assert!(
         !server.log().contains("ERROR"),
         "no error during reloads\n{}",
@@ -229,19 +219,9 @@ fn invalid_config_file_on_hup_is_refused_and_old_workers_serve() {
         let resp = fresh_get(server.addr(), "/", IO_TIMEOUT).expect("GET /");
         assert_hello(&resp);
     }
-    assert_eq!(
-        server.count_log_lines("Booting worker"),
-        1,
-        "{}",
-        server.log()
-    );
-    assert_eq!(
-        server.count_log_lines("Listening at:"),
-        1,
-        "{}",
-        server.log()
-    );
-    assert_eq!(server.count_log_lines("Using app:"), 1, "{}", server.log());
+    server.assert_log_count("Booting worker", 1);
+    server.assert_log_count("Listening at:", 1);
+    server.assert_log_count("Using app:", 1);
 
     // Once fixed, the next HUP applies it.
     rewrite(
@@ -273,18 +253,8 @@ fn hup_with_fewer_workers_retires_a_slot() {
     let report = load.stop();
     report.assert_clean(20, &server.log());
     // Only slot 0 was restarted; slot 1 got no new worker.
-    assert_eq!(
-        server.count_log_lines("Booting worker 0"),
-        2,
-        "{}",
-        server.log()
-    );
-    assert_eq!(
-        server.count_log_lines("Booting worker 1"),
-        1,
-        "{}",
-        server.log()
-    );
+    server.assert_log_count("Booting worker 0", 2);
+    server.assert_log_count("Booting worker 1", 1);
     for _ in 0..10 {
         assert_hello(&fresh_get(server.addr(), "/", IO_TIMEOUT).expect("GET /"));
     }
@@ -362,17 +332,7 @@ fn hup_with_an_address_that_cannot_be_bound_is_refused() {
     for _ in 0..5 {
         assert_hello(&fresh_get(server.addr(), "/", IO_TIMEOUT).expect("old config serves"));
     }
-    assert_eq!(
-        server.count_log_lines("Booting worker"),
-        1,
-        "{}",
-        server.log()
-    );
-    assert_eq!(
-        server.count_log_lines("Listening at:"),
-        1,
-        "{}",
-        server.log()
-    );
+    server.assert_log_count("Booting worker", 1);
+    server.assert_log_count("Listening at:", 1);
     drop(busy);
 }

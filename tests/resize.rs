@@ -41,12 +41,7 @@ fn ttin_adds_a_worker_and_ttou_retires_it() {
     for _ in 0..10 {
         assert_hello(&fresh_get(server.addr(), "/", IO_TIMEOUT).expect("GET / after TTOU"));
     }
-    assert_eq!(
-        server.count_log_lines("Booting worker 2 "),
-        1,
-        "{}",
-        server.log()
-    );
+    server.assert_log_count("Booting worker 2 ", 1);
     assert!(!server.log().contains("ERROR"), "{}", server.log());
 }
 
@@ -59,13 +54,8 @@ fn ttou_at_one_worker_is_ignored() {
     server.expect_log("SIGTTOU ignored: already at one worker", WAIT);
     // Past the retire delay: nothing retires, everything still answers.
     thread::sleep(Duration::from_millis(2500));
-    assert_eq!(
-        server.count_log_lines("slot retired"),
-        0,
-        "{}",
-        server.log()
-    );
-    assert_eq!(server.count_log_lines("SIGTTOU: "), 0, "{}", server.log());
+    server.assert_log_count("slot retired", 0);
+    server.assert_log_count("SIGTTOU: ", 0);
     assert_hello(&keep.get("/"));
     for _ in 0..5 {
         assert_hello(&fresh_get(server.addr(), "/", IO_TIMEOUT).expect("GET /"));

@@ -317,12 +317,7 @@ fn second_usr2_while_upgrading_is_ignored() {
 
     server.signal(libc::SIGUSR2);
     server.expect_log("SIGUSR2 ignored: an upgrade is already under way", WAIT);
-    assert_eq!(
-        server.count_log_lines("SIGUSR2: upgrading: started"),
-        1,
-        "{}",
-        server.log()
-    );
+    server.assert_log_count("SIGUSR2: upgrading: started", 1);
     assert_hello(&fresh_get(server.addr(), "/", IO_TIMEOUT).expect("serves while upgrading"));
 
     // The stand-in exits 0 without ever being ready: the upgrade fails, FILE comes back.

@@ -311,6 +311,17 @@ impl Server {
     }
 
     /// Waits (bounded) until at least `n` stderr lines contain `needle`.
+    /// Panics, showing the log, unless `needle` appears on exactly `n` log lines.
+    #[track_caller]
+    pub fn assert_log_count(&self, needle: &str, n: usize) {
+        assert_eq!(
+            self.count_log_lines(needle),
+            n,
+            "`{needle}` lines\n{}",
+            self.log()
+        );
+    }
+
     pub fn wait_log_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
