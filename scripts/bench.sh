@@ -771,17 +771,7 @@ lock_version() {  # CRATE -> its version in benches/peers/Cargo.lock
 }
 META="$RAW/meta.tsv"
 {
-    commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "none (no commit yet)")"
-    # The report and charts this script writes do not count as changes to what was measured.
-    [[ -n "$(git -C "$REPO" status --porcelain --untracked-files=no -- . ':!BENCHMARKS.md' ':!benchmarks' 2>/dev/null)" ]] \
-        && commit="$commit (with uncommitted changes)"
-    printf 'date\t%s\n' "$(date -u -d "@$START_TIME" '+%Y-%m-%d %H:%M:%S UTC')"
-    printf 'commit\t%s\n' "$commit"
-    printf 'cpu\t%s\n' "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    printf 'cores\t%s\n' "$(nproc --all)"
-    printf 'memory\t%s\n' "$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
-    printf 'kernel\t%s\n' "$(uname -r)"
-    printf 'os\t%s\n' "$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-?}")"
+    machine_meta "$START_TIME"
     printf 'loadavg\t%s\n' "$LOADAVG"
     printf 'uptime\t%s\n' "$(sed 's/^ *//' <<< "$UPTIME_START")"
     printf 'busy_before\t%s\n' "$BUSY"

@@ -594,17 +594,7 @@ END_TIME=$(date +%s)
 # ---------------------------------------------------------------- report
 META="$RAW/meta.tsv"
 {
-    commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "none (no commit yet)")"
-    [[ -n "$(git -C "$REPO" status --porcelain --untracked-files=no -- . ':!benchmarks' 2>/dev/null)" ]] \
-        && commit="$commit (with uncommitted changes)"
-    printf 'date\t%s\n' "$(date -u -d "@$START_TIME" '+%Y-%m-%d %H:%M:%S UTC')"
-    printf 'commit\t%s\n' "$commit"
-    printf 'cpu\t%s\n' "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    printf 'cores\t%s\n' "$(nproc --all)"
-    printf 'memory\t%s\n' "$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
-    printf 'kernel\t%s\n' "$(uname -r)"
-    # shellcheck disable=SC1091
-    printf 'os\t%s\n' "$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-?}")"
+    machine_meta "$START_TIME"
     printf 'migrate_req\t%s\n' "$(sysctl -n net.ipv4.tcp_migrate_req 2>/dev/null || echo '?')"
     printf 'wrk\t%s\n' "$( { wrk -v 2>&1 || true; } | head -n 1 | sed 's/ Copyright.*//')"
     printf 'python\t%s\n' "$(python3 --version 2>&1)"
