@@ -1,7 +1,6 @@
 //! Configuration: the command line (clap; every flag can also come from a `RINGCORN_*`
 //! environment variable) and the validated [`Config`] the server runs with.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,7 +8,9 @@ use clap::Parser;
 
 use crate::http::Limits;
 
+mod bind;
 mod file;
+pub use bind::{Bind, Host, DEFAULT_PORT};
 pub use file::{load_cli, print_config};
 
 /// Everything the server needs to run, validated.
@@ -21,7 +22,7 @@ pub struct Config {
     /// process may run on.
     pub cpus: Vec<usize>,
     /// Addresses to listen on; port 0 picks a free port (the same one for every worker).
-    pub binds: Vec<SocketAddr>,
+    pub binds: Vec<Bind>,
     /// Listen backlog of each socket.
     pub backlog: u32,
     /// Idle keep-alive connections are closed after this long.
@@ -49,6 +50,11 @@ pub struct Config {
     pub max_requests_jitter: u64,
     /// Written with the master's pid once listening; removed on exit.
     pub pidfile: Option<PathBuf>,
+    /// Serve as this user and group (after binding); `None`: as started.
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// The file mode mask for the files the server creates (Unix sockets, logs, pidfile).
+    pub umask: Option<u32>,
 }
 
 /// `--worker-class`: how workers are run.
@@ -66,7 +72,7 @@ impl Default for Config {
         Config {
             workers: 1,
             cpus: Vec::new(),
-            binds: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            binds: vec![Bind::addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))],
             backlog: 2048,
             keep_alive: Duration::from_secs(75),
             header_timeout: Duration::from_secs(10),
@@ -80,6 +86,9 @@ impl Default for Config {
             max_requests: 0,
             max_requests_jitter: 0,
             pidfile: None,
+            user: None,
+            group: None,
+            umask: None,
         }
     }
 }
@@ -104,7 +113,9 @@ pub struct Cli {
     #[arg(long, value_parser = parse_cpus, env = "RINGCORN_CPUS")]
     pub cpus: Option<CpuList>,
 
-    /// Address to listen on, IPv4 or IPv6 (`[::1]:8000`); repeat for several.
+    /// Where to listen: `HOST:PORT` (a name binds every address it resolves to), `HOST`
+    /// (port 8000), `[V6]:PORT`, `unix:PATH`, or `fd://N` (an inherited listening socket);
+    /// repeat for several. Ignored when systemd passes sockets (socket activation).
     #[arg(
         short,
         long = "bind",
@@ -113,7 +124,7 @@ pub struct Cli {
         env = "RINGCORN_BIND",
         value_delimiter = ','
     )]
-    pub binds: Vec<SocketAddr>,
+    pub binds: Vec<Bind>,
 
     /// Listen backlog (pending connections the kernel queues per socket).
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..), env = "RINGCORN_BACKLOG")]
@@ -214,6 +225,30 @@ pub struct Cli {
     #[arg(short, long = "pid", value_name = "FILE", env = "RINGCORN_PID")]
     pub pidfile: Option<PathBuf>,
 
+    /// Serve as this user (name or number) once the sockets are bound: the whole server with
+    /// thread workers, each worker process with `--worker-class process` (the master stays).
+    #[arg(short = 'u', long, value_name = "USER", env = "RINGCORN_USER")]
+    pub user: Option<String>,
+
+    /// Serve as this group (name or number; default: the user's primary group).
+    #[arg(short = 'g', long, value_name = "GROUP", env = "RINGCORN_GROUP")]
+    pub group: Option<String>,
+
+    /// File mode mask (octal, e.g. 007) for the files the server creates: Unix sockets,
+    /// logs, the pidfile. Default: the one it was started with.
+    #[arg(short = 'm', long, value_name = "MASK", value_parser = parse_umask, env = "RINGCORN_UMASK")]
+    pub umask: Option<Umask>,
+
+    /// The server's own log: a file (appended to; SIGUSR1 reopens it, for logrotate) or `-`
+    /// for stderr.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "-",
+        env = "RINGCORN_ERROR_LOGFILE"
+    )]
+    pub error_logfile: PathBuf,
+
     /// A TOML file with any of these options (same names, `-` or `_`); the command line and
     /// RINGCORN_* variables override it.
     #[arg(
@@ -281,6 +316,18 @@ fn parse_workers(s: &str) -> Result<Workers, String> {
     }
 }
 
+/// `--umask`: octal digits, as `umask(1)` takes them (a config file writes a string, "022").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Umask(pub u32);
+
+fn parse_umask(s: &str) -> Result<Umask, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => Ok(Umask(m)),
+        _ => Err("expected an octal mask from 0 to 777 (e.g. 022)".into()),
+    }
+}
+
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
     let mut cpus = Vec::new();
     for part in s.split(',') {
@@ -344,6 +391,9 @@ impl Cli {
             max_requests: self.max_requests,
             max_requests_jitter: self.max_requests_jitter,
             pidfile: self.pidfile.clone(),
+            user: self.user.clone(),
+            group: self.group.clone(),
+            umask: self.umask.map(|m| m.0),
         }
     }
 }
@@ -371,7 +421,7 @@ mod tests {
         let config = cli.config();
         assert_eq!(
             config.binds,
-            vec!["127.0.0.1:8000".parse::<SocketAddr>().expect("addr")]
+            vec!["127.0.0.1:8000".parse::<Bind>().expect("addr")]
         );
         assert_eq!(config.backlog, 2048);
         assert_eq!(config.keep_alive, Duration::from_secs(75));
@@ -415,7 +465,11 @@ mod tests {
         for args in [
             &["--workers", "two"][..],
             &["--workers", "0"],
-            &["--bind", "nonsense"],
+            &["--bind", "no such host"],
+            &["--bind", "127.0.0.1:65536"],
+            &["--bind", "unix:"],
+            &["--bind", "fd://three"],
+            &["--umask", "8"],
             &["--cpus", "x"],
             &["--cpus", "3-1"],
             &["--backlog", "0"],

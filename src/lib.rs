@@ -23,6 +23,7 @@ mod app;
 pub mod apps;
 pub mod config;
 pub mod http;
+mod log;
 mod master;
 mod run;
 mod worker;

@@ -1,15 +1,16 @@
 //! The `ringcorn` command's life: parse the command line (with its `--config` file), start the
 //! master, then act on signals until it stops: TERM/INT graceful stop, QUIT quick stop, HUP
-//! reload, TTIN/TTOU resize, USR2 binary upgrade; supervise the workers in between.
+//! reload, TTIN/TTOU resize, USR2 binary upgrade, USR1 reopen the logs; supervise the workers
+//! in between, and keep systemd told (`master::notify`).
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
 
 use crate::app::DynApp;
 use crate::config::{self, available_cpus, Cli, Config, WorkerClass};
+use crate::master::notify::Notifier;
 use crate::master::signals::{self, Signal};
 use crate::master::{upgrade, Pidfile, Running, UpgradeState};
 use crate::{App, Apps};
@@ -200,43 +201,53 @@ enum End {
 
 /// Run until shut down; returns the exit code.
 fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp) -> i32 {
-    tracing_subscriber::fmt()
-        .with_max_level(cli.log_level.filter())
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let config = cli.config();
+    if let Some(mask) = config.umask {
+        // SAFETY: umask sets the process's file mode mask and cannot fail.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
+    if let Err(e) = crate::log::init(&cli.error_logfile, cli.log_level.filter()) {
+        eprintln!("error: {e}");
+        return 1;
+    }
     // Before any worker exists, so that they all inherit the mask.
     signals::block();
-    let config = cli.config();
+    let mut notifier = Notifier::from_env(upgrade::started_by_upgrade());
     tracing::info!("Starting ringcorn {}", env!("CARGO_PKG_VERSION"));
     if config.worker_class == WorkerClass::Process {
         tracing::info!("Worker class: process (one forked process per worker)");
     }
     raise_fd_limit(&config);
-    let mut master = match Running::start_erased(config, app) {
+    let mut pidfile = None;
+    // Written once the sockets are bound, before privileges are dropped.
+    let write_first_pidfile = || match &cli.pidfile {
+        None => Ok(()),
+        Some(path) => Pidfile::write(path)
+            .map(|p| pidfile = Some(p))
+            .map_err(|e| format!("cannot write the pidfile {}: {e}", path.display())),
+    };
+    let mut master = match Running::start_with(config, app, write_first_pidfile) {
         Ok(master) => master,
         Err(e) => {
             tracing::error!("{e}");
+            if let Some(p) = pidfile {
+                p.remove();
+            }
             return 1;
         }
     };
     tracing::info!("Using app: {name}");
-    let mut pidfile = None;
-    if let Some(path) = &cli.pidfile {
-        match Pidfile::write(path) {
-            Ok(p) => pidfile = Some(p),
-            Err(e) => {
-                tracing::error!("cannot write the pidfile {}: {e}", path.display());
-                master.stop();
-                master.wait_until(Instant::now() + master.config().graceful_timeout);
-                return 1;
-            }
-        }
+    let mut handover = upgrade::notify_ready();
+    if !notifier.is_held() {
+        notifier.ready(&master.status());
     }
-    upgrade::notify_ready();
+    // The watchdog pings only while every worker's loop has turned this recently.
+    let stale_after = notifier
+        .watchdog()
+        .map_or(Duration::MAX, |w| (w / 2).max(Duration::from_secs(1)));
 
     let mut upgrading = None;
+    let mut reloaded = false;
     let end = loop {
         let signal = signals::wait(SUPERVISE_EVERY);
         match signal {
@@ -246,23 +257,33 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
             Some(Signal::Quit) => break End::Quick,
             Some(Signal::Hup) => {
                 tracing::info!("SIGHUP: reloading the configuration");
-                match load(choice, args) {
-                    Err(e) => tracing::error!("reload refused, the old configuration stays: {e}"),
-                    Ok((cli, config, name, app)) => match master.reload(config, app) {
-                        Err(e) => {
-                            tracing::error!("reload refused, the old configuration stays: {e}")
-                        }
-                        Ok(()) => {
-                            tracing::info!("Using app: {name}");
-                            if cli.pidfile != pidfile.as_ref().map(|p| p.path().to_path_buf()) {
-                                if let Some(old) = pidfile.take() {
-                                    old.remove();
-                                }
-                                pidfile = write_pidfile(cli.pidfile.as_deref());
+                notifier.reloading();
+                match load(choice, args).and_then(|(cli, config, name, app)| {
+                    master.reload(config, app).map(|()| (cli, name))
+                }) {
+                    Err(e) => {
+                        tracing::error!("reload refused, the old configuration stays: {e}");
+                        notifier.ready(&format!("reload refused: {e}"));
+                    }
+                    Ok((cli, name)) => {
+                        tracing::info!("Using app: {name}");
+                        reloaded = true;
+                        if cli.pidfile != pidfile.as_ref().map(|p| p.path().to_path_buf()) {
+                            if let Some(old) = pidfile.take() {
+                                old.remove();
                             }
+                            pidfile = write_pidfile(cli.pidfile.as_deref());
                         }
-                    },
+                        switch_error_log(&cli.error_logfile);
+                    }
                 }
+            }
+            Some(Signal::Usr1) => {
+                if let Err(e) = crate::log::reopen() {
+                    tracing::error!("{e}");
+                }
+                master.reopen_logs();
+                tracing::info!("SIGUSR1: log files reopened");
             }
             Some(Signal::Ttin) => master.grow(),
             Some(Signal::Ttou) => master.shrink(),
@@ -282,6 +303,11 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
                     tracing::info!(
                         "the new master (pid {pid}) is serving; this one drains and exits"
                     );
+                    notifier.hand_over(pid as u32);
+                    master.hand_over();
+                    if let Some(u) = upgrading.take() {
+                        u.release();
+                    }
                     break End::Graceful("the upgrade is complete".into());
                 }
                 UpgradeState::Failed(why) => {
@@ -290,11 +316,29 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
                 }
             }
         }
+        if let Some(h) = &mut handover {
+            if h.taken_over() {
+                handover = None;
+                master.take_over();
+                notifier.release();
+            }
+        }
         if let Err(e) = master.supervise() {
             break End::Failed(e);
         }
+        if reloaded && master.settled() {
+            reloaded = false;
+            notifier.ready(&master.status());
+        }
+        let fresh = master.heartbeats_fresh(stale_after);
+        notifier.tick(fresh, || master.status());
     };
 
+    match &end {
+        End::Quick => notifier.stopping("SIGQUIT received"),
+        End::Failed(e) => notifier.stopping(e),
+        End::Graceful(why) => notifier.stopping(why),
+    }
     let code = match end {
         End::Quick => {
             tracing::info!("Shutting down at once: SIGQUIT received");
@@ -341,6 +385,17 @@ fn drain(master: &mut Running, why: &str) -> i32 {
             tracing::warn!("second SIGINT: exiting at once");
             master.kill();
             return EXIT_INTERRUPTED;
+        }
+    }
+}
+
+/// A reload that names another `--error-logfile` switches to it (if it can be opened).
+fn switch_error_log(path: &std::path::Path) {
+    let now = crate::log::current();
+    let asked = (path.as_os_str() != "-").then(|| path.to_path_buf());
+    if now != asked {
+        if let Err(e) = crate::log::set(path) {
+            tracing::error!("{e}; the old log stays");
         }
     }
 }

@@ -52,12 +52,19 @@ fn workers_from_env_is_validated() {
 }
 
 #[test]
-fn bad_bind_exits_2() {
-    for bad in ["nonsense", "127.0.0.1:notaport", "300.1.1.1:80", "[::1:80"] {
+fn bad_bind_syntax_exits_2() {
+    for bad in [
+        "127.0.0.1:notaport",
+        "300.1.1.1:80",
+        "[::1:80",
+        "unix:",
+        "fd://x",
+        "no such host",
+    ] {
         let out = run_cli(&["--bind", bad]);
         assert_code(&out, 2);
     }
-    let out = run_cli(&["-b", "nonsense"]);
+    let out = run_cli(&["-b", "1.2.3.4:99999"]);
     assert_code(&out, 2);
 }
 

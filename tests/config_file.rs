@@ -179,9 +179,9 @@ fn bad_files_exit_2_naming_file_and_key() {
         ("[backlog]\nx = 1\n", "backlog", "table"),
         ("workers = 0\n", "workers", "invalid value '0'"),
         (
-            "bind = [\"127.0.0.1:0\", \"nonsense\"]\n",
+            "bind = [\"127.0.0.1:0\", \"fd://nonsense\"]\n",
             "bind",
-            "nonsense",
+            "fd://nonsense",
         ),
         ("log-level = \"loud\"\n", "log-level", "loud"),
         ("config = \"other.toml\"\n", "config", "not allowed"),

@@ -145,6 +145,19 @@ pub fn print_config(cli: &Cli) -> String {
         // TOML strings are UTF-8: a path that is not is written lossily.
         put("pid", Value::String(pid.to_string_lossy().into_owned()));
     }
+    if let Some(user) = &cli.user {
+        put("user", Value::String(user.clone()));
+    }
+    if let Some(group) = &cli.group {
+        put("group", Value::String(group.clone()));
+    }
+    if let Some(mask) = cli.umask {
+        put("umask", Value::String(format!("{:03o}", mask.0)));
+    }
+    put(
+        "error-logfile",
+        Value::String(cli.error_logfile.to_string_lossy().into_owned()),
+    );
     out
 }
 
@@ -698,8 +711,9 @@ mod tests {
         for (text, key, reason) in [
             ("workers = 0", "workers", "must be at least 1"),
             ("workers = \"two\"", "workers", "two"),
-            ("bind = \"nonsense\"", "bind", "nonsense"),
-            ("bind = [\"127.0.0.1:0\", \"nonsense\"]", "bind", "nonsense"),
+            ("bind = \"non sense\"", "bind", "non sense"),
+            ("bind = [\"127.0.0.1:0\", \"fd://x\"]", "bind", "fd://x"),
+            ("umask = \"9\"", "umask", "octal"),
             ("log-level = \"loud\"", "log-level", "loud"),
             ("keep-alive = -1", "keep-alive", "-1"),
             ("limit-request-fields = 257", "limit-request-fields", "257"),
@@ -801,7 +815,22 @@ mod tests {
     /// Every option a file may set is printed: a new option cannot be forgotten here.
     #[test]
     fn print_config_covers_every_option() {
-        let cli = load(&["-c", "/dev/null", "--cpus", "0", "--pid", "p", "hello"]).expect("parses");
+        let cli = load(&[
+            "-c",
+            "/dev/null",
+            "--cpus",
+            "0",
+            "--pid",
+            "p",
+            "-u",
+            "u",
+            "-g",
+            "g",
+            "-m",
+            "7",
+            "hello",
+        ])
+        .expect("parses");
         let text = print_config(&cli);
         let printed: Vec<&str> = text
             .lines()

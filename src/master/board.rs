@@ -3,8 +3,9 @@
 //!
 //! A worker writes only its own line, and only off the request path: its heartbeat on each
 //! tick of its loop, its count of answered requests, and the flag asking to be replaced once
-//! it has served `--max-requests`. The master only reads (and resets a line before reuse), so
-//! no cache line is written by two cores while a worker runs.
+//! it has served `--max-requests`. The master only reads (and resets a line before reuse),
+//! except to raise a worker's flag asking it to reopen its log files (SIGUSR1, rare), so no
+//! cache line is written by two cores while a worker serves.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +20,8 @@ pub struct Line {
     served: AtomicU64,
     /// The worker has served its `--max-requests` and asks to be replaced.
     retire: AtomicBool,
+    /// Set by the master: the worker process reopens its log files at its next beat.
+    reopen_logs: AtomicBool,
 }
 
 /// The shared lines, unmapped when the master and every worker thread have let go of it.
@@ -74,6 +77,12 @@ impl Board {
         line.beat_ms.store(now_ms(), Ordering::Relaxed);
         line.served.store(0, Ordering::Relaxed);
         line.retire.store(false, Ordering::Relaxed);
+        line.reopen_logs.store(false, Ordering::Relaxed);
+    }
+
+    /// Ask worker `i` (a process: threads share the master's log) to reopen its log files.
+    pub fn ask_reopen_logs(&self, i: usize) {
+        self.line(i).reopen_logs.store(true, Ordering::Relaxed);
     }
 
     /// How long ago worker `i`'s loop last turned, in milliseconds.
@@ -117,12 +126,17 @@ impl Pulse {
         }
     }
 
-    /// The loop is turning.
+    /// The loop is turning (and, if the master asked, the log files are reopened).
     pub fn beat(&self) {
-        self.board
-            .line(self.index)
-            .beat_ms
-            .store(now_ms(), Ordering::Relaxed);
+        let line = self.board.line(self.index);
+        line.beat_ms.store(now_ms(), Ordering::Relaxed);
+        if line.reopen_logs.load(Ordering::Relaxed)
+            && line.reopen_logs.swap(false, Ordering::Relaxed)
+        {
+            if let Err(e) = crate::log::reopen() {
+                tracing::error!("worker (pid {}): {e}", std::process::id());
+            }
+        }
     }
 
     /// Publish how many requests have been answered.

@@ -11,7 +11,9 @@
 //! for slots above the target, until their queues have run dry and the socket can close.
 
 mod board;
+pub mod notify;
 mod pidfile;
+mod privileges;
 pub mod signals;
 mod sockets;
 mod steer;
@@ -25,12 +27,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::app::DynApp;
-use crate::config::{available_cpus, Config};
+use crate::config::{available_cpus, Bind, Config, WorkerClass};
 use crate::worker::{self, Wake};
 use crate::App;
 use board::Board;
 pub use board::Pulse;
 pub use pidfile::Pidfile;
+pub use privileges::Credentials;
 pub use sockets::BindError;
 use sockets::{Inherited, Sockets};
 pub use upgrade::{Upgrade, UpgradeState};
@@ -58,6 +61,8 @@ pub enum StartError {
     IoUring(io::Error),
     /// Some other OS error while starting a worker.
     Worker(io::Error),
+    /// `--user`/`--group` cannot be resolved or taken, or a startup step failed.
+    Setup(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -71,6 +76,7 @@ impl std::fmt::Display for StartError {
                  seccomp profile that allows io_uring_setup, io_uring_enter and io_uring_register"
             ),
             StartError::Worker(e) => write!(f, "cannot start a worker: {e}"),
+            StartError::Setup(why) => f.write_str(why),
         }
     }
 }
@@ -159,6 +165,12 @@ pub struct Running {
     closing: Vec<(Sockets, Vec<usize>)>,
     /// The steering last applied (live slots).
     live: Vec<usize>,
+    /// Socket activation: the sockets systemd passed, served instead of `--bind`.
+    activated: Option<Vec<Bind>>,
+    /// `--user`/`--group`: taken by the whole process (threads) or by each worker process.
+    credentials: Option<Credentials>,
+    /// Requests answered by workers that have exited.
+    served_before: u64,
     stopping: bool,
     /// xorshift state for `--max-requests-jitter`.
     rng: u64,
@@ -178,10 +190,36 @@ impl std::fmt::Debug for Running {
 impl Running {
     /// [`Server::start`] for an app whose type is already erased.
     pub(crate) fn start_erased(config: Config, app: DynApp) -> Result<Running, StartError> {
-        let mut inherited = Inherited::from_env().map_err(StartError::Worker)?;
+        Running::start_with(config, app, || Ok(()))
+    }
+
+    /// Start: take the sockets passed to this process (an upgrade's, or systemd's) or bind
+    /// the configured ones, run `bound` (the pidfile), drop privileges, start the workers.
+    pub(crate) fn start_with(
+        config: Config,
+        app: DynApp,
+        bound: impl FnOnce() -> Result<(), String>,
+    ) -> Result<Running, StartError> {
+        let credentials = Credentials::resolve(config.user.as_deref(), config.group.as_deref())
+            .map_err(StartError::Setup)?;
+        let mut inherited = Inherited::take().map_err(StartError::Worker)?;
+        let activated = inherited.activated();
+        if let Some(binds) = &activated {
+            tracing::info!(
+                "Socket activation: serving the {} socket(s) systemd passed (--bind is not used)",
+                binds.len()
+            );
+        }
+        let binds = activated.clone().unwrap_or_else(|| config.binds.clone());
         let slots = config.workers.max(inherited.slots());
-        let sockets = Sockets::bind(&config.binds, slots, config.backlog, &mut inherited)
+        let owner = credentials.as_ref().map(|c| (c.uid, c.gid));
+        let sockets = Sockets::bind(&binds, slots, config.backlog, owner, &mut inherited)
             .map_err(StartError::Bind)?;
+        bound().map_err(StartError::Setup)?;
+        if let (WorkerClass::Thread, Some(c)) = (config.worker_class, &credentials) {
+            c.drop_privileges().map_err(StartError::Setup)?;
+            tracing::info!("Serving as {} (uid {}, gid {})", c.shown(), c.uid, c.gid);
+        }
         let board = Board::new(BOARD_LINES).map_err(StartError::Worker)?;
         let cpus = if config.cpus.is_empty() {
             available_cpus()
@@ -201,6 +239,9 @@ impl Running {
             quiet_since: Vec::new(),
             closing: Vec::new(),
             live: Vec::new(),
+            activated,
+            credentials,
+            served_before: 0,
             stopping: false,
             rng,
         };
@@ -227,8 +268,8 @@ impl Running {
             std::thread::sleep(Duration::from_millis(2));
         }
         master.steer();
-        for addr in master.addrs() {
-            tracing::info!("Listening at: http://{addr}");
+        for shown in master.sockets.shown() {
+            tracing::info!("Listening at: {shown}");
         }
         Ok(master)
     }
@@ -270,7 +311,13 @@ impl Running {
             max_requests,
         };
         let master_fds = self.raw_fds();
-        let child = workers::start(self.config.worker_class, spec, &self.app, &master_fds)?;
+        let child = workers::start(
+            self.config.worker_class,
+            spec,
+            &self.app,
+            &master_fds,
+            self.credentials.as_ref(),
+        )?;
         if let Some(pid) = child.pid() {
             tracing::info!("Booting worker {slot} with pid: {pid}");
         }
@@ -480,6 +527,7 @@ impl Running {
                 continue;
             };
             let w = self.workers.swap_remove(i);
+            self.served_before += self.board.served(w.line);
             let lived = w.started.elapsed();
             let expected = w.state == State::Draining && exit == Exit::Code(0);
             if expected {
@@ -731,15 +779,29 @@ impl Running {
                 name(config.worker_class)
             ));
         }
+        if (&config.user, &config.group, config.umask)
+            != (&self.config.user, &self.config.group, self.config.umask)
+        {
+            return Err(
+                "keys `user`, `group` and `umask` cannot change on reload (use USR2, the binary \
+                 upgrade, or a restart)"
+                    .into(),
+            );
+        }
         let slots = config.workers;
+        let binds = self
+            .activated
+            .clone()
+            .unwrap_or_else(|| config.binds.clone());
         let dropped = self
             .sockets
-            .rebind(&config.binds, slots, &mut Inherited::default())
+            .rebind(&binds, slots, &mut Inherited::default(), false)
             .map_err(|e| e.to_string())?;
         let old_lines: Vec<usize> = self.workers.iter().map(|w| w.line).collect();
-        if !dropped.addrs().is_empty() {
-            for addr in dropped.addrs() {
-                tracing::info!("No longer listening at: http://{addr}");
+        let gone = dropped.shown();
+        if !gone.is_empty() {
+            for shown in gone {
+                tracing::info!("No longer listening at: {shown}");
             }
             self.closing.push((dropped, old_lines));
         }
@@ -768,10 +830,63 @@ impl Running {
                 tracing::error!("cannot start worker {slot}: {e}");
             }
         }
-        for addr in self.addrs() {
-            tracing::info!("Listening at: http://{addr}");
+        for shown in self.sockets.shown() {
+            tracing::info!("Listening at: {shown}");
         }
         Ok(())
+    }
+
+    /// Whether every worker's loop has turned within `max_age` (the systemd watchdog pings
+    /// only then). Starting workers have not been asked to beat yet.
+    pub fn heartbeats_fresh(&self, max_age: Duration) -> bool {
+        self.workers.iter().all(|w| {
+            w.state == State::Starting
+                || Duration::from_millis(self.board.beat_age_ms(w.line)) <= max_age
+        })
+    }
+
+    /// Every started worker is accepting (a reload or resize has settled).
+    pub fn settled(&self) -> bool {
+        !self.workers.iter().any(|w| w.state == State::Starting)
+    }
+
+    /// systemd's STATUS= line: workers serving and requests answered.
+    pub fn status(&self) -> String {
+        let serving = self
+            .workers
+            .iter()
+            .filter(|w| w.state == State::Serving)
+            .count();
+        let served: u64 = self.served_before
+            + self
+                .workers
+                .iter()
+                .map(|w| self.board.served(w.line))
+                .sum::<u64>();
+        format!("{serving} workers serving, {served} requests answered")
+    }
+
+    /// SIGUSR1: worker processes reopen their log files (threads share the master's, which
+    /// the caller reopens).
+    pub fn reopen_logs(&self) {
+        if self.config.worker_class == WorkerClass::Process {
+            for w in &self.workers {
+                self.board.ask_reopen_logs(w.line);
+            }
+        }
+    }
+
+    /// An upgrade handed over: the socket files are the new master's to remove.
+    pub fn hand_over(&mut self) {
+        self.sockets.hand_over_files();
+        for (s, _) in &mut self.closing {
+            s.hand_over_files();
+        }
+    }
+
+    /// This master (started by an upgrade) has taken over: the socket files are its own.
+    pub fn take_over(&mut self) {
+        self.sockets.own_files();
     }
 
     /// Start a binary upgrade: the new master gets every socket.

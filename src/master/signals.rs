@@ -21,11 +21,13 @@ pub enum Signal {
     Ttou,
     /// Binary upgrade.
     Usr2,
+    /// Reopen the log files (logrotate).
+    Usr1,
     /// A child exited (only wakes the master to reap it).
     Chld,
 }
 
-const ALL: [(libc::c_int, Signal); 8] = [
+const ALL: [(libc::c_int, Signal); 9] = [
     (libc::SIGTERM, Signal::Term),
     (libc::SIGINT, Signal::Int),
     (libc::SIGQUIT, Signal::Quit),
@@ -33,6 +35,7 @@ const ALL: [(libc::c_int, Signal); 8] = [
     (libc::SIGTTIN, Signal::Ttin),
     (libc::SIGTTOU, Signal::Ttou),
     (libc::SIGUSR2, Signal::Usr2),
+    (libc::SIGUSR1, Signal::Usr1),
     (libc::SIGCHLD, Signal::Chld),
 ];
 
@@ -46,6 +49,7 @@ impl Signal {
             Signal::Ttin => "SIGTTIN",
             Signal::Ttou => "SIGTTOU",
             Signal::Usr2 => "SIGUSR2",
+            Signal::Usr1 => "SIGUSR1",
             Signal::Chld => "SIGCHLD",
         }
     }

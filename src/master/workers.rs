@@ -11,6 +11,8 @@ use crate::app::DynApp;
 use crate::config::WorkerClass;
 use crate::worker::{self, Mode, Spec};
 
+use super::Credentials;
+
 /// A started worker.
 pub struct Child {
     body: Body,
@@ -88,6 +90,7 @@ pub fn start(
     spec: Spec,
     app: &DynApp,
     master_fds: &[RawFd],
+    credentials: Option<&Credentials>,
 ) -> io::Result<Child> {
     let (read, write) = super::pipe()?;
     let body = match class {
@@ -115,7 +118,7 @@ pub fn start(
             if pid == 0 {
                 // SAFETY: the child's copy of the read end is the master's to read, not ours.
                 unsafe { libc::close(read.as_raw_fd()) };
-                let code = in_child(spec, app, write, master, master_fds, &keep);
+                let code = in_child(spec, app, write, master, master_fds, &keep, credentials);
                 std::process::exit(code);
             }
             drop(write);
@@ -138,6 +141,7 @@ fn in_child(
     master: libc::pid_t,
     master_fds: &[RawFd],
     keep: &[RawFd],
+    credentials: Option<&Credentials>,
 ) -> i32 {
     for &fd in master_fds {
         if !keep.contains(&fd) {
@@ -151,6 +155,13 @@ fn in_child(
     // SAFETY: getppid has no arguments.
     if unsafe { libc::getppid() } != master {
         return 1;
+    }
+    // Before the handler is built: the app runs only as the unprivileged user.
+    if let Some(c) = credentials {
+        if let Err(why) = c.drop_privileges() {
+            say(&write, Err(io::Error::other(why)));
+            return 1;
+        }
     }
     let index = spec.index;
     match catch_unwind(AssertUnwindSafe(|| {
