@@ -241,10 +241,6 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
     if !notifier.is_held() {
         notifier.ready(&master.status());
     }
-    // The watchdog pings only while every worker's loop has turned this recently.
-    let stale_after = notifier
-        .watchdog()
-        .map_or(Duration::MAX, |w| (w / 2).max(Duration::from_secs(1)));
 
     let mut upgrading = None;
     let mut reloaded = false;
@@ -330,7 +326,7 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
             reloaded = false;
             notifier.ready(&master.status());
         }
-        let fresh = master.heartbeats_fresh(stale_after);
+        let fresh = master.heartbeats_fresh(stale_after(&notifier, master.config()));
         notifier.tick(fresh, || master.status());
     };
 
@@ -387,6 +383,18 @@ fn drain(master: &mut Running, why: &str) -> i32 {
             return EXIT_INTERRUPTED;
         }
     }
+}
+
+/// The systemd watchdog pings only while every worker's loop has turned within this: the
+/// heartbeat `--timeout` (a worker process is replaced after it; a stuck thread cannot be,
+/// so systemd restarts the server), or, with the check off, half the watchdog interval.
+fn stale_after(notifier: &Notifier, config: &Config) -> Duration {
+    if !config.timeout.is_zero() {
+        return config.timeout;
+    }
+    notifier
+        .watchdog()
+        .map_or(Duration::MAX, |w| (w / 2).max(Duration::from_secs(1)))
 }
 
 /// A reload that names another `--error-logfile` switches to it (if it can be opened).

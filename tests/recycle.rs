@@ -180,3 +180,45 @@ fn jitter_spreads_the_limit() {
         assert!((10..=20).contains(&n), "limit with jitter is 10..=20: {l}");
     }
 }
+
+/// One client, one connection at a time: every arrival is the only one in the queue. A
+/// worker drained as it is replaced may have taken the kernel's wakeup for a connection as
+/// its accept was cancelled; its last sweep of the queue serves it, so nothing waits for a
+/// next arrival that may never come.
+#[test]
+fn a_lone_client_never_waits_on_a_replaced_worker() {
+    for class in ["thread", "process"] {
+        let server = Server::spawn(&[
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--worker-class",
+            class,
+            "--max-requests",
+            "10",
+            "hello",
+        ]);
+        let start = Instant::now();
+        let mut answered = 0;
+        while start.elapsed() < Duration::from_secs(3) {
+            match fresh_get(server.addr(), "/", Duration::from_secs(3)) {
+                Ok(resp) => {
+                    assert_hello(&resp);
+                    answered += 1;
+                }
+                Err(e) => panic!(
+                    "{class}: request {answered} got no answer: {e}\n{}",
+                    server.log()
+                ),
+            }
+        }
+        let replaced = server.count_log_lines("(--max-requests); replacing it");
+        assert!(
+            replaced >= 10,
+            "{class}: {replaced} replacements\n{}",
+            server.log()
+        );
+        assert!(answered >= 100, "{class}: {answered} answered");
+    }
+}

@@ -217,6 +217,17 @@ impl Running {
             .map_err(StartError::Bind)?;
         bound().map_err(StartError::Setup)?;
         if let (WorkerClass::Thread, Some(c)) = (config.worker_class, &credentials) {
+            // What the server must still open or remove as the user: new sockets in the same
+            // reuseport groups (TTIN, reloads), the log it reopens, the pidfile.
+            if let Err(e) = sockets.give_to(c.uid, c.gid) {
+                tracing::warn!("cannot give the listening sockets to {}: {e}", c.shown());
+            }
+            let files = [crate::log::current(), config.pidfile.clone()];
+            for path in files.iter().flatten() {
+                if let Err(e) = std::os::unix::fs::chown(path, Some(c.uid), Some(c.gid)) {
+                    tracing::warn!("cannot give {} to {}: {e}", path.display(), c.shown());
+                }
+            }
             c.drop_privileges().map_err(StartError::Setup)?;
             tracing::info!("Serving as {} (uid {}, gid {})", c.shown(), c.uid, c.gid);
         }
@@ -698,6 +709,7 @@ impl Running {
             }
             if let Err(e) = self.sockets.grow(slot + 1, &self.live) {
                 tracing::error!("cannot add worker {slot}: {e}");
+                self.fail_slot(slot, true);
                 continue;
             }
             if let Err(e) = self.spawn(slot, Vec::new()) {

@@ -2,7 +2,8 @@
 //! every worker is accepting, `STATUS=` lines, `RELOADING=1` with `MONOTONIC_USEC` on HUP and
 //! `READY=1` after, `STOPPING=1`, `MAINPID=` when an upgrade hands over to a new master, and
 //! `WATCHDOG=1` at half of `WATCHDOG_USEC`, sent only while every worker's heartbeat is
-//! fresh: a server whose loops are stuck stops pinging, and systemd restarts it.
+//! fresh (within `--timeout`): a server whose loops are stuck stops pinging, and systemd
+//! restarts it.
 //!
 //! Without `NOTIFY_SOCKET` every call is a no-op.
 

@@ -23,10 +23,11 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use super::steer;
 use crate::config::{Bind, Host};
+use crate::worker::Listener;
 
 /// The environment variable that passes listening sockets to a new master on upgrade: one
 /// record per group, `;`-separated: `ORIGIN,SHARED,HEX(BIND),REQUESTED,HEX(NAME)=fd,fd,...`.
@@ -139,6 +140,8 @@ struct Group {
     name: Option<String>,
     /// One socket for every slot (else socket i serves slot i).
     shared: bool,
+    /// IPv6: the sockets accept IPv6 only (a passed dual-stack socket's siblings copy it).
+    v6only: bool,
     slots: Vec<OwnedFd>,
     /// The live slots a steering program is attached for (none: the kernel's hash).
     steered: Option<Vec<usize>>,
@@ -411,6 +414,14 @@ impl Sockets {
             owner,
         };
         sockets.rebind(binds, slots, inherited, true)?;
+        // systemd's SO_REUSEPORT sockets get their siblings now.
+        for g in sockets
+            .groups
+            .iter_mut()
+            .filter(|g| g.origin == Origin::Systemd)
+        {
+            fill_passed(g, slots, backlog)?;
+        }
         Ok(sockets)
     }
 
@@ -533,6 +544,7 @@ impl Sockets {
     fn adopt_passed(&self, bind: &Bind, fd: RawFd, slots: usize) -> io::Result<Group> {
         let (socket, endpoint) = adopt(fd)?;
         let shared = !per_slot(&socket, &endpoint);
+        let v6only = socket.only_v6().unwrap_or(true);
         let mut g = Group {
             bind: bind.clone(),
             requested: None,
@@ -540,16 +552,12 @@ impl Sockets {
             origin: Origin::Passed,
             name: None,
             shared,
+            v6only,
             slots: vec![OwnedFd::from(socket)],
             steered: None,
             file: None,
         };
-        if let (false, Endpoint::Tcp(addr)) = (shared, g.endpoint.clone()) {
-            while g.slots.len() < slots {
-                g.slots
-                    .push(open_tcp(addr, self.backlog).map_err(|e| e.source)?);
-            }
-        }
+        fill_passed(&mut g, slots, self.backlog).map_err(|e| e.source)?;
         Ok(g)
     }
 
@@ -577,12 +585,14 @@ impl Sockets {
             origin: Origin::Bound,
             name: None,
             shared: false,
+            v6only: true,
             slots: Vec::new(),
             steered: None,
             file: None,
         };
         while g.slots.len() < slots {
-            g.slots.push(open_tcp(addr, self.backlog).map_err(named)?);
+            g.slots
+                .push(open_tcp(addr, self.backlog, true).map_err(named)?);
         }
         Ok(g)
     }
@@ -596,6 +606,7 @@ impl Sockets {
             origin: Origin::Bound,
             name: None,
             shared: true,
+            v6only: true,
             slots: vec![socket],
             steered: None,
             file: socket_file(path, true),
@@ -644,11 +655,24 @@ impl Sockets {
                 }
             }
             while g.slots.len() < slots {
-                let socket = open_tcp(addr, self.backlog)?;
+                let socket = open_tcp(addr, self.backlog, g.v6only)?;
                 g.slots.push(socket);
             }
         }
         self.count = self.count.max(slots);
+        Ok(())
+    }
+
+    /// Give every listening socket this server opened to `uid`/`gid` before the whole
+    /// process drops to them (thread workers): sockets it opens later, as that user, can
+    /// then join the same reuseport groups (the kernel requires the same owner). Passed
+    /// sockets stay as they are: they are their parent's.
+    pub fn give_to(&self, uid: u32, gid: u32) -> io::Result<()> {
+        for g in self.groups.iter().filter(|g| g.origin == Origin::Bound) {
+            for fd in &g.slots {
+                std::os::unix::fs::fchown(fd, Some(uid), Some(gid))?;
+            }
+        }
         Ok(())
     }
 
@@ -687,17 +711,23 @@ impl Sockets {
     }
 
     /// A worker's borrowed copies of slot `slot`'s sockets, one per address.
-    pub fn for_slot(&self, slot: usize) -> io::Result<Vec<OwnedFd>> {
+    pub fn for_slot(&self, slot: usize) -> io::Result<Vec<Listener>> {
         self.groups
             .iter()
             .filter_map(|g| {
-                if g.shared {
+                let fd = if g.shared {
                     g.slots.first()
                 } else {
                     g.slots.get(slot)
-                }
+                };
+                fd.map(|fd| (fd, g.shared))
             })
-            .map(|fd| fd.try_clone())
+            .map(|(fd, shared)| {
+                Ok(Listener {
+                    fd: fd.try_clone()?,
+                    shared,
+                })
+            })
             .collect()
     }
 
@@ -779,6 +809,10 @@ fn adopt_group(p: Passed) -> Group {
         origin: p.origin,
         name: p.name,
         shared: p.shared,
+        v6only: p
+            .fds
+            .first()
+            .is_none_or(|fd| SockRef::from(fd).only_v6().unwrap_or(true)),
         slots: p.fds,
         // The previous master may have left a program attached: the first `steer`
         // replaces or removes it.
@@ -844,7 +878,7 @@ fn probe(addr: SocketAddr) -> Result<SocketAddr, BindError> {
         bind: addr.to_string(),
         source: explain(addr, source),
     };
-    let probe = new_tcp_socket(addr).map_err(fail)?;
+    let probe = new_tcp_socket(addr, true).map_err(fail)?;
     probe.bind(&addr.into()).map_err(fail)?;
     probe
         .local_addr()
@@ -853,13 +887,47 @@ fn probe(addr: SocketAddr) -> Result<SocketAddr, BindError> {
         .ok_or_else(|| fail(io::Error::other("bound to a non-IP address")))
 }
 
+/// A passed SO_REUSEPORT socket's siblings, one per slot. Where the kernel will not let
+/// them join (the passed socket belongs to another user: systemd creates its sockets as
+/// root), every worker shares the passed socket instead, and the log says how to get
+/// per-core sockets.
+fn fill_passed(g: &mut Group, slots: usize, backlog: u32) -> Result<(), BindError> {
+    let Endpoint::Tcp(addr) = g.endpoint else {
+        return Ok(());
+    };
+    if g.shared {
+        return Ok(());
+    }
+    while g.slots.len() < slots {
+        match open_tcp(addr, backlog, g.v6only) {
+            Ok(socket) => g.slots.push(socket),
+            Err(e) if e.source.kind() == io::ErrorKind::AddrInUse && g.slots.len() == 1 => {
+                tracing::warn!(
+                    "{}: cannot open per-worker sockets beside it ({}): it belongs to another \
+                     user. Every worker shares it instead; for per-core sockets start ringcorn \
+                     as root with --user (the sockets are bound before privileges drop)",
+                    g.shown(),
+                    e.source
+                );
+                g.shared = true;
+                return Ok(());
+            }
+            Err(mut e) => {
+                e.bind = g.shown();
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One listening SO_REUSEPORT socket on `addr` (already probed).
-fn open_tcp(addr: SocketAddr, backlog: u32) -> Result<OwnedFd, BindError> {
+fn open_tcp(addr: SocketAddr, backlog: u32, v6only: bool) -> Result<OwnedFd, BindError> {
     let fail = |source| BindError {
         bind: addr.to_string(),
         source: explain(addr, source),
     };
-    let socket = new_tcp_socket(addr).map_err(fail)?;
+    let socket = new_tcp_socket(addr, v6only).map_err(fail)?;
     socket.set_reuse_port(true).map_err(fail)?;
     // Accepted sockets inherit TCP_NODELAY: responses go out as soon as they are sent.
     socket.set_nodelay(true).map_err(fail)?;
@@ -872,13 +940,13 @@ fn listen_backlog(backlog: u32) -> i32 {
     i32::try_from(backlog).unwrap_or(i32::MAX)
 }
 
-fn new_tcp_socket(addr: SocketAddr) -> io::Result<Socket> {
+fn new_tcp_socket(addr: SocketAddr, v6only: bool) -> io::Result<Socket> {
     let domain = Domain::for_address(addr);
     let socket = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if domain == Domain::IPV6 {
         // `[::]:80` and `0.0.0.0:80` may both be bound, as separate addresses.
-        socket.set_only_v6(true)?;
+        socket.set_only_v6(v6only)?;
     }
     Ok(socket)
 }

@@ -105,7 +105,7 @@ pub fn start(
             let keep: Vec<RawFd> = spec
                 .listeners
                 .iter()
-                .map(AsRawFd::as_raw_fd)
+                .map(|l| l.fd.as_raw_fd())
                 .chain([spec.wake.raw_fd(), write.as_raw_fd()])
                 .collect();
             let master = std::process::id() as libc::pid_t;

@@ -28,6 +28,8 @@ pub use wake::Wake;
 
 /// How often deadlines are checked and the Date header refreshed.
 const TICK: Duration = Duration::from_millis(250);
+/// Most connections a draining worker takes from a listener's queue in its last sweep.
+const SWEEP_MAX: usize = 64;
 /// How long accepting pauses when the process is out of descriptors or memory.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// A keep-alive connection idle this long is parked: its receive is cancelled, its buffers
@@ -40,13 +42,21 @@ const PARK_AFTER: Duration = Duration::from_secs(1);
 /// answered with `Connection: close` instead.
 const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
+/// A listening socket a worker accepts on.
+pub struct Listener {
+    pub fd: OwnedFd,
+    /// Every worker accepts on this one socket (a Unix socket, a passed one without
+    /// SO_REUSEPORT), rather than on a socket of its own.
+    pub shared: bool,
+}
+
 /// What a worker is started with.
 pub struct Spec {
     pub index: usize,
     /// CPU to pin to; `None` leaves the thread unpinned.
     pub cpu: Option<usize>,
-    /// One listening socket per bind address, owned by this worker alone.
-    pub listeners: Vec<OwnedFd>,
+    /// One listening socket per bind address.
+    pub listeners: Vec<Listener>,
     pub wake: Arc<Wake>,
     pub keep_alive: Duration,
     pub header_timeout: Duration,
@@ -130,6 +140,8 @@ struct Worker<H> {
     ring: IoUring,
     index: usize,
     listeners: Vec<Option<OwnedFd>>,
+    /// Listener i is shared with the other workers: accepted one connection at a time.
+    shared: Vec<bool>,
     /// A multishot accept is armed on listener i.
     accepting: Vec<bool>,
     /// Accepting is paused after running out of descriptors or memory (until a timer).
@@ -165,10 +177,17 @@ struct Worker<H> {
 impl<H: Handler> Worker<H> {
     fn new(ring: IoUring, spec: Spec, handler: H) -> Self {
         let n = spec.listeners.len();
+        for l in &spec.listeners {
+            // The ring accepts the same either way; the drain's last sweep must not block.
+            // SAFETY: fcntl sets a flag on a descriptor we hold; no memory is involved.
+            unsafe { libc::fcntl(l.fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        }
+        let shared = spec.listeners.iter().map(|l| l.shared).collect();
         Worker {
             ring,
             index: spec.index,
-            listeners: spec.listeners.into_iter().map(Some).collect(),
+            listeners: spec.listeners.into_iter().map(|l| Some(l.fd)).collect(),
+            shared,
             accepting: vec![false; n],
             accept_paused: false,
             full: false,
@@ -251,11 +270,21 @@ impl<H: Handler> Worker<H> {
         let Some(listener) = &self.listeners[i] else {
             return Ok(());
         };
-        let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(token(Op::Accept, i));
-        // SAFETY: a multishot accept without an address buffer points at no memory.
+        let fd = types::Fd(listener.as_raw_fd());
+        // A multishot accept stays first in the socket's wait queue, and the kernel wakes
+        // the first waiter for each connection: on a shared socket one worker would take
+        // them all. A single accept, armed again after each, queues behind the others.
+        let entry = if self.shared[i] {
+            opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+        } else {
+            opcode::AcceptMulti::new(fd)
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+        };
+        let entry = entry.user_data(token(Op::Accept, i));
+        // SAFETY: an accept without an address buffer points at no memory.
         unsafe { push(&mut self.ring, &entry)? };
         self.accepting[i] = true;
         Ok(())
@@ -300,10 +329,42 @@ impl<H: Handler> Worker<H> {
         }
         if !self.accepting[i] {
             if self.draining {
+                self.sweep(i)?;
                 self.listeners[i] = None;
             } else if self.may_accept() {
                 self.arm_accept(i)?;
             }
+        }
+        Ok(())
+    }
+
+    /// A draining worker's last look at listener `i` once its accept has ended. The kernel
+    /// wakes one waiting accept per new connection; a wakeup that reached this worker's
+    /// accept as it was cancelled is lost to the others, and its connection would wait in
+    /// the queue until the next one arrives. Whatever is queued now is taken and served
+    /// here (answered with `Connection: close`).
+    fn sweep(&mut self, i: usize) -> io::Result<()> {
+        let Some(listener) = &self.listeners[i] else {
+            return Ok(());
+        };
+        let fd = listener.as_raw_fd();
+        for _ in 0..SWEEP_MAX {
+            // SAFETY: accept4 on a listener we hold, asking for no address; the listener is
+            // non-blocking, so an empty queue returns EAGAIN at once.
+            let accepted = unsafe {
+                libc::accept4(
+                    fd,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )
+            };
+            if accepted < 0 {
+                break;
+            }
+            // SAFETY: a successful accept returns a new descriptor that only we hold.
+            let conn = unsafe { OwnedFd::from_raw_fd(accepted) };
+            self.open_conn(conn)?;
         }
         Ok(())
     }
