@@ -371,3 +371,47 @@ fn a_failed_new_master_is_reaped() {
     );
     assert_hello(&fresh_get(server.addr(), "/", IO_TIMEOUT).expect("serves on"));
 }
+
+/// A Unix socket goes to the new master with the others: the old master leaves its file in
+/// place when it exits, the new one serves on it and removes it when it stops.
+#[test]
+fn usr2_hands_a_unix_socket_over_and_the_new_master_removes_it() {
+    use std::io::{Read, Write};
+    let s = Setup::new("upgrade-unix");
+    let path = s.pidfile.with_file_name("s.sock");
+    let bind = format!("unix:{}", path.display());
+    let mut server = s.spawn(&["--bind", &bind]);
+    server.expect_log(&format!("Listening at: {bind}"), WAIT);
+    let mut guard = s.guard(&server);
+    let get = || {
+        let mut c = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        c.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut out = String::new();
+        c.read_to_string(&mut out).expect("read");
+        out
+    };
+    assert!(get().ends_with(HELLO_BODY));
+    server.signal(libc::SIGUSR2);
+    let new = started_pid(&server, &s.exe, 1);
+    guard.watch(new);
+    let status = server.expect_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(
+        path.exists(),
+        "the old master leaves the new one's socket file"
+    );
+    for _ in 0..5 {
+        assert!(
+            get().ends_with(HELLO_BODY),
+            "the new master serves the Unix socket"
+        );
+    }
+    kill_pid(new, libc::SIGTERM).expect("TERM new master");
+    assert!(wait_until(WAIT, || !pid_alive(new)), "{}", server.log());
+    assert!(
+        wait_until(WAIT, || !path.exists()),
+        "the new master removes the socket file on exit"
+    );
+}
