@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Before/after check of a change: two ringcorn binaries side by side, alternating (A B A B
+# ...), one worker pinned to CPU 0, wrk -t1 -c64 pinned to CPU 1; unpipelined and pipelined
+# 16 deep. Prints each round and, of server CPU µs per request (utime+stime from /proc over
+# the run, divided by the requests wrk counted), each side's median and the median of the
+# rounds' new/old ratios: each round's pair ran back to back, so the paired ratio is the
+# figure that drift on a shared machine disturbs least.
+#
+# Usage: scripts/compare.sh OLD_BINARY NEW_BINARY [--rounds N] [--seconds S] [--app APP]
+# Build the old one from a worktree, e.g.:
+#   git worktree add /tmp/old COMMIT && CARGO_TARGET_DIR=/tmp/old-target cargo build --release \
+#     --manifest-path /tmp/old/Cargo.toml
+#   scripts/compare.sh /tmp/old-target/release/ringcorn target/release/ringcorn
+set -euo pipefail
+
+die() { echo "compare.sh: error: $*" >&2; exit 1; }
+
+[[ $# -ge 2 ]] || die "usage: scripts/compare.sh OLD_BINARY NEW_BINARY [--rounds N] [--seconds S] [--app APP]"
+OLD="$1"; NEW="$2"; shift 2
+ROUNDS=5; SECS=5; APP=hello
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --seconds) SECS="$2"; shift 2 ;;
+        --app) APP="$2"; shift 2 ;;
+        *) die "unknown option: $1" ;;
+    esac
+done
+for b in "$OLD" "$NEW"; do [[ -x "$b" ]] || die "$b is not an executable"; done
+command -v wrk >/dev/null || die "wrk is missing: apt-get install -y wrk"
+(( $(nproc) >= 2 )) || die "needs 2 CPUs (server on 0, wrk on 1)"
+
+TICK="$(getconf CLK_TCK)"
+WORK="$(mktemp -d)"
+SERVER=""
+cleanup() { [[ -n "$SERVER" ]] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+cat >"$WORK/pipe.lua" <<'LUA'
+init = function(args)
+  local r = {}
+  for i = 1, 16 do r[i] = wrk.format(nil, "/") end
+  req = table.concat(r)
+end
+request = function() return req end
+LUA
+
+# one BINARY PIPELINED: prints "requests/s cpu_us_per_request".
+one() {
+    rm -f "$WORK/log"
+    taskset -c 0 "$1" --workers 1 --cpus 0 --bind 127.0.0.1:0 "$APP" 2>"$WORK/log" &
+    SERVER=$!
+    local _
+    for _ in $(seq 200); do grep -q "Listening at" "$WORK/log" 2>/dev/null && break; sleep 0.05; done
+    local addr
+    addr="$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/log" | head -1)"
+    [[ -n "$addr" ]] || die "$1 did not start: $(cat "$WORK/log")"
+    local script=()
+    [[ "$2" == 1 ]] && script=(-s "$WORK/pipe.lua")
+    local a b out rps
+    a="$(awk '{ print $14 + $15 }' "/proc/$SERVER/stat")"
+    out="$(taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "${script[@]}" "$addr/")"
+    b="$(awk '{ print $14 + $15 }' "/proc/$SERVER/stat")"
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
+    rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
+    awk -v r="$rps" -v a="$a" -v b="$b" -v hz="$TICK" -v s="$SECS" \
+        'BEGIN { printf "%.0f %.3f\n", r, (b - a) / hz * 1e6 / (r * s) }'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+for pipe in 0 1; do
+    olds=""; news=""; ratios=""
+    for round in $(seq "$ROUNDS"); do
+        o="$(one "$OLD" "$pipe")"; n="$(one "$NEW" "$pipe")"
+        echo "pipelined=$pipe round $round: old $o  new $n   (requests/s, CPU µs/request)"
+        olds+="${o#* }"$'\n'; news+="${n#* }"$'\n'
+        ratios+="$(awk -v o="${o#* }" -v n="${n#* }" 'BEGIN { printf "%.4f", n / o }')"$'\n'
+    done
+    om="$(median <<<"${olds%$'\n'}")"; nm="$(median <<<"${news%$'\n'}")"
+    rm_="$(median <<<"${ratios%$'\n'}")"
+    awk -v o="$om" -v n="$nm" -v q="$rm_" -v p="$pipe" -v r="$ROUNDS" 'BEGIN {
+        printf "pipelined=%s: median CPU µs/request old %.3f new %.3f; median of the paired new/old ratios %.3f (%d rounds)\n", p, o, n, q, r
+    }'
+done
