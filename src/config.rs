@@ -55,6 +55,11 @@ pub struct Config {
     pub group: Option<String>,
     /// The file mode mask for the files the server creates (Unix sockets, logs, pidfile).
     pub umask: Option<u32>,
+    /// A path the server answers itself, before the app: 200 while serving, 503 draining.
+    pub health_path: Option<String>,
+    /// On SIGTERM/SIGINT, serve on this long (the health path saying 503) before the
+    /// listeners close, so that load balancers stop sending first.
+    pub drain_delay: Duration,
 }
 
 /// `--worker-class`: how workers are run.
@@ -89,6 +94,8 @@ impl Default for Config {
             user: None,
             group: None,
             umask: None,
+            health_path: None,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -239,6 +246,16 @@ pub struct Cli {
     #[arg(short = 'm', long, value_name = "MASK", value_parser = parse_umask, env = "RINGCORN_UMASK")]
     pub umask: Option<Umask>,
 
+    /// A path the server answers itself, before the app (e.g. /healthz): 200 while serving,
+    /// 503 once a stop is announced or the worker drains.
+    #[arg(long, value_name = "PATH", value_parser = parse_health_path, env = "RINGCORN_HEALTH_PATH")]
+    pub health_path: Option<String>,
+
+    /// Seconds to serve on after SIGTERM/SIGINT, with the health path answering 503, before
+    /// the listeners close (load balancers stop sending first).
+    #[arg(long, value_name = "SECS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3600), env = "RINGCORN_DRAIN_DELAY")]
+    pub drain_delay: u64,
+
     /// The server's own log: a file (appended to; SIGUSR1 reopens it, for logrotate) or `-`
     /// for stderr.
     #[arg(
@@ -328,6 +345,15 @@ fn parse_umask(s: &str) -> Result<Umask, String> {
     }
 }
 
+fn parse_health_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || s.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?') {
+        return Err(
+            "expected a path like /healthz (starting with `/`, no query, no spaces)".into(),
+        );
+    }
+    Ok(s.to_string())
+}
+
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
     let mut cpus = Vec::new();
     for part in s.split(',') {
@@ -394,6 +420,8 @@ impl Cli {
             user: self.user.clone(),
             group: self.group.clone(),
             umask: self.umask.map(|m| m.0),
+            health_path: self.health_path.clone(),
+            drain_delay: Duration::from_secs(self.drain_delay),
         }
     }
 }

@@ -30,6 +30,6 @@ mod worker;
 
 pub use app::{App, Apps, Handler, WorkerInfo};
 pub use config::Config;
-pub use http::{Request, Response};
+pub use http::{Request, Response, Scheme};
 pub use master::{BindError, Running, Server, StartError};
 pub use run::{run, run_apps};

@@ -243,6 +243,7 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
     }
 
     let mut upgrading = None;
+    let mut upgraded = false;
     let mut reloaded = false;
     let end = loop {
         let signal = signals::wait(SUPERVISE_EVERY);
@@ -301,6 +302,7 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
                     );
                     notifier.hand_over(pid as u32);
                     master.hand_over();
+                    upgraded = true;
                     if let Some(u) = upgrading.take() {
                         u.release();
                     }
@@ -347,7 +349,18 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
             master.wait_until(Instant::now() + master.config().graceful_timeout);
             1
         }
-        End::Graceful(why) => drain(&mut master, &why),
+        End::Graceful(why) => {
+            // After an upgrade the new master serves: no delay for load balancers.
+            let delay = if upgraded {
+                Duration::ZERO
+            } else {
+                master.config().drain_delay
+            };
+            match delay_stop(&mut master, delay) {
+                Some(code) => code,
+                None => drain(&mut master, &why),
+            }
+        }
     };
     if let Some(p) = pidfile {
         p.remove();
@@ -356,6 +369,42 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
         tracing::info!("Shutdown complete");
     }
     code
+}
+
+/// `--drain-delay`: before the listeners close, serve on for `delay` with every health path
+/// answering 503, so that load balancers stop sending first. QUIT, or a second SIGINT, cuts
+/// it short; returns the exit code if the stop ends here.
+fn delay_stop(master: &mut Running, delay: Duration) -> Option<i32> {
+    if delay.is_zero() {
+        return None;
+    }
+    master.announce_stop();
+    tracing::info!(
+        "Stop announced: the health path answers 503; serving on for {}s before closing the \
+         listeners (--drain-delay)",
+        delay.as_secs()
+    );
+    let until = Instant::now() + delay;
+    while Instant::now() < until {
+        match signals::wait(SUPERVISE_EVERY.min(until.saturating_duration_since(Instant::now()))) {
+            Some(Signal::Quit) => {
+                tracing::info!("Shutting down at once: SIGQUIT received");
+                master.kill();
+                return Some(0);
+            }
+            Some(Signal::Int) => {
+                tracing::warn!("second SIGINT: exiting at once");
+                master.kill();
+                return Some(EXIT_INTERRUPTED);
+            }
+            _ => {}
+        }
+        if let Err(e) = master.supervise() {
+            tracing::error!("{e}");
+            break;
+        }
+    }
+    None
 }
 
 /// Graceful shutdown: finish the requests under way, up to the graceful timeout; a second

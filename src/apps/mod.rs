@@ -1,6 +1,7 @@
 //! Built-in apps, chosen by name on the command line like Gunicorn's `module:app`.
 
 mod bytes;
+mod conninfo;
 mod echo;
 mod hello;
 mod json;
@@ -8,7 +9,7 @@ mod sleep;
 
 use crate::Apps;
 
-/// `hello` (the default), `json`, `echo`, `bytes` and `sleep`.
+/// `hello` (the default), `json`, `echo`, `bytes`, `sleep` and `conninfo`.
 pub fn builtin() -> Apps {
     Apps::new()
         .with("hello", |_| hello::handle)
@@ -16,4 +17,5 @@ pub fn builtin() -> Apps {
         .with("echo", |_| echo::handle)
         .with("bytes", |_| bytes::handle)
         .with("sleep", |_| sleep::handle)
+        .with("conninfo", |_| conninfo::handle)
 }

@@ -154,6 +154,10 @@ pub fn print_config(cli: &Cli) -> String {
     if let Some(mask) = cli.umask {
         put("umask", Value::String(format!("{:03o}", mask.0)));
     }
+    if let Some(path) = &cli.health_path {
+        put("health-path", Value::String(path.clone()));
+    }
+    put("drain-delay", int(cli.drain_delay));
     put(
         "error-logfile",
         Value::String(cli.error_logfile.to_string_lossy().into_owned()),
@@ -828,6 +832,8 @@ mod tests {
             "g",
             "-m",
             "7",
+            "--health-path",
+            "/h",
             "hello",
         ])
         .expect("parses");

@@ -268,6 +268,8 @@ impl Connection {
                 (head, head_len + done.consumed)
             }
         };
+        let mut head = head;
+        head.request.conn = ctx.conn;
         let close = answer(
             handler,
             &head.request,

@@ -114,12 +114,43 @@ impl Error {
     }
 }
 
+/// What a request knows of its connection (set by the connection's owner before
+/// [`Connection::process`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The client: the TCP peer, or the address a trusted proxy reported. `None` over a Unix
+    /// socket.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The server's address the connection arrived on. `None` over a Unix socket.
+    pub local: Option<std::net::SocketAddr>,
+    pub scheme: Scheme,
+}
+
+/// The URL scheme requests arrive with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
 /// Per-worker state shared by all its connections: limits, the Date cache, and the scratch
 /// buffers a handler writes its response into (reused, so the hot path does not allocate).
 #[derive(Debug, Default)]
 pub struct Context {
     pub limits: Limits,
     pub date: DateCache,
+    /// The connection being processed.
+    pub conn: ConnInfo,
     res_headers: Vec<u8>,
     res_body: Vec<u8>,
 }

@@ -3,7 +3,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{is_token_byte, Error, Limits};
+use super::{is_token_byte, ConnInfo, Error, Limits, Scheme};
 
 /// Headers a request may carry; `Limits::max_header_count` may only lower this.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -17,6 +17,7 @@ pub struct Request<'a> {
     pub(crate) version: u8,
     pub(crate) headers: &'a [httparse::Header<'a>],
     pub(crate) body: &'a [u8],
+    pub(crate) conn: ConnInfo,
 }
 
 impl<'a> Request<'a> {
@@ -56,6 +57,22 @@ impl<'a> Request<'a> {
     /// The whole request body (chunked bodies arrive here decoded); empty when there is none.
     pub fn body(&self) -> &'a [u8] {
         self.body
+    }
+
+    /// The client's address: the TCP peer (or the address a trusted proxy reported). `None`
+    /// over a Unix socket.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.conn.peer
+    }
+
+    /// The server's address the request arrived on. `None` over a Unix socket.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.conn.local
+    }
+
+    /// `http` (or `https` over TLS).
+    pub fn scheme(&self) -> Scheme {
+        self.conn.scheme
     }
 }
 
@@ -126,16 +143,23 @@ pub(crate) fn parse_head<'a>(
         return Err(Error::BadRequest);
     }
     check_complete_lines(buf, len, headers, limits)?;
-    // A byte search: `split_once('?')` goes through the generic char searcher.
-    let (path, query) = match target.bytes().position(|b| b == b'?') {
-        Some(i) => (&target[..i], Some(&target[i + 1..])),
-        None => (target, None),
+    // Origin-form (`/path?query`) is nearly every request: one pass over its bytes. The other
+    // forms go through `parse_other_target`, off the hot path.
+    let Target {
+        path,
+        query,
+        authority,
+    } = if target.as_bytes().first() == Some(&b'/') && method != "CONNECT" {
+        split_origin_form(target)?
+    } else {
+        parse_other_target(method, target)?
     };
 
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut seen_te = false;
     let mut hosts = 0usize;
+    let mut host: &[u8] = b"";
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
@@ -155,6 +179,7 @@ pub(crate) fn parse_head<'a>(
             chunked = parse_transfer_encoding(h.value)?;
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            host = h.value;
             if h.value.iter().any(|b| b.is_ascii_whitespace()) {
                 return Err(Error::BadRequest);
             }
@@ -180,6 +205,15 @@ pub(crate) fn parse_head<'a>(
     if version == 1 && hosts != 1 || hosts > 1 {
         return Err(Error::BadRequest);
     }
+    // Absolute-form: RFC 9112 §3.2.2 has the server use the target's authority, not Host, and
+    // the client send both the same. Where they differ, two parties could route the request
+    // differently (a front end by Host, the application by the target): refused, so the Host
+    // an application reads is always the authority the request was sent to.
+    if let Some(authority) = authority {
+        if hosts == 1 && !host.eq_ignore_ascii_case(authority.as_bytes()) {
+            return Err(Error::BadRequest);
+        }
+    }
     let framing = match (chunked, content_length) {
         (true, Some(_)) => return Err(Error::BadRequest),
         (true, None) => Framing::Chunked,
@@ -199,6 +233,7 @@ pub(crate) fn parse_head<'a>(
             version,
             headers,
             body: &[],
+            conn: ConnInfo::default(),
         },
         len,
         framing,
@@ -206,6 +241,170 @@ pub(crate) fn parse_head<'a>(
         expect_continue,
         is_head: method == "HEAD",
     }))
+}
+
+/// The request-target, split (RFC 9112 §3.2).
+struct Target<'a> {
+    /// What [`Request::path`] returns: the path of origin-form and absolute-form (`/` when the
+    /// absolute-form's path is empty), `*` for asterisk-form, `host:port` for authority-form.
+    path: &'a str,
+    query: Option<&'a str>,
+    /// The authority of an absolute-form target (to be compared with Host).
+    authority: Option<&'a str>,
+}
+
+/// Which bytes may appear in a request-target, outside the authority of absolute-form.
+///
+/// RFC 3986's characters are allowed (unreserved, sub-delimiters, `: @ / ? %`), and also
+/// `[ ] { } | ^` and backquote: the grammar excludes them, but browsers send them
+/// unencoded (the WHATWG URL Standard leaves them as they are in a query, `[ ] |` in a path
+/// too), and none of them changes how a request is routed. Refused: every control byte,
+/// space, DEL, every byte of 0x80 and above (a target is ASCII: RFC 9112 §3.2 has no
+/// encoding for anything else), and the five printable ones no client sends unencoded: `"`,
+/// `<`, `>` (always percent-encoded), `#` (a fragment is never sent), and `\` (browsers
+/// turn it into `/`; some servers and proxies read it as `/` and others do not).
+static TARGET_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = b'!';
+    while b <= b'~' {
+        table[b as usize] = !matches!(b, b'"' | b'#' | b'<' | b'>' | b'\\');
+        b += 1;
+    }
+    table
+};
+
+/// Origin-form (`/path?query`), or the path and query of absolute-form: every byte checked
+/// against [`TARGET_BYTE`] and the first `?` found, in one pass.
+fn split_origin_form(target: &str) -> Result<Target<'_>, Error> {
+    let bytes = target.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if !TARGET_BYTE[usize::from(b)] {
+            return Err(Error::BadRequest);
+        }
+        if b == b'?' {
+            if !bytes[i + 1..].iter().all(|&b| TARGET_BYTE[usize::from(b)]) {
+                return Err(Error::BadRequest);
+            }
+            return Ok(Target {
+                path: &target[..i],
+                query: Some(&target[i + 1..]),
+                authority: None,
+            });
+        }
+    }
+    Ok(Target {
+        path: target,
+        query: None,
+        authority: None,
+    })
+}
+
+/// The request-target forms other than origin-form, each only with its method (RFC 9112
+/// §3.2): authority-form (`host:port`) for CONNECT and for nothing else; asterisk-form (`*`)
+/// only for OPTIONS; absolute-form (`http://host/path?query`) for any method but CONNECT.
+#[cold]
+fn parse_other_target<'a>(method: &str, target: &'a str) -> Result<Target<'a>, Error> {
+    if method == "CONNECT" {
+        // RFC 9110 §9.3.6: a CONNECT with an empty or invalid port MUST be refused.
+        let (host, port) = split_host_port(target).ok_or(Error::BadRequest)?;
+        let port_ok = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && (1..=65535).contains(&port.parse::<u32>().unwrap_or(0));
+        if host.is_empty() || !port_ok {
+            return Err(Error::BadRequest);
+        }
+        return Ok(Target {
+            path: target,
+            query: None,
+            authority: None,
+        });
+    }
+    if target == "*" {
+        return if method == "OPTIONS" {
+            Ok(Target {
+                path: target,
+                query: None,
+                authority: None,
+            })
+        } else {
+            Err(Error::BadRequest)
+        };
+    }
+    // Absolute-form: only the schemes this server answers for. Another scheme is a request
+    // for a proxy, which this is not.
+    let colon = memchr(b':', target.as_bytes()).ok_or(Error::BadRequest)?;
+    let scheme = &target[..colon];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(Error::BadRequest);
+    }
+    let rest = target[colon + 1..]
+        .strip_prefix("//")
+        .ok_or(Error::BadRequest)?;
+    let end = rest
+        .bytes()
+        .position(|b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let (authority, path_query) = rest.split_at(end);
+    // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid and MUST be rejected;
+    // §4.2.4: userinfo (`user@`) SHOULD be treated as an error.
+    let (host, port) = split_host_port(authority).ok_or(Error::BadRequest)?;
+    if host.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::BadRequest);
+    }
+    let mut split = match path_query.as_bytes().first() {
+        None => Target {
+            path: "/",
+            query: None,
+            authority: None,
+        },
+        Some(b'?') => Target {
+            query: Some(split_origin_form(path_query)?.query.unwrap_or("")),
+            path: "/",
+            authority: None,
+        },
+        Some(_) => split_origin_form(path_query)?,
+    };
+    split.authority = Some(authority);
+    Ok(split)
+}
+
+/// `host[:port]` of an authority without userinfo: `None` when its bytes are not those of
+/// RFC 3986's `IP-literal`, `IPv4address` or `reg-name` (unreserved, sub-delimiters and
+/// percent-encoding), followed by an optional `:port`. The port is returned as it is (empty
+/// without a colon); its digits are the caller's to check.
+fn split_host_port(authority: &str) -> Option<(&str, &str)> {
+    let bytes = authority.as_bytes();
+    let host_end = if bytes.first() == Some(&b'[') {
+        // An IPv6 (or IPvFuture) literal: hex digits, dots, colons and the IPvFuture bytes.
+        let close = memchr(b']', bytes)?;
+        let inside = &bytes[1..close];
+        if inside.is_empty()
+            || !inside
+                .iter()
+                .all(|&b| is_reg_name_byte(b) || b == b':')
+        {
+            return None;
+        }
+        close + 1
+    } else {
+        let end = memchr(b':', bytes).unwrap_or(bytes.len());
+        if !bytes[..end].iter().all(|&b| is_reg_name_byte(b)) {
+            return None;
+        }
+        end
+    };
+    let (host, rest) = authority.split_at(host_end);
+    match rest.strip_prefix(':') {
+        Some(port) => Some((host, port)),
+        None if rest.is_empty() => Some((host, "")),
+        None => None,
+    }
+}
+
+/// RFC 3986 `reg-name` bytes: unreserved, sub-delimiters, and `%` of percent-encoding.
+fn is_reg_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)
 }
 
 /// Every line of the head ends in CRLF. httparse also accepts a bare LF; we refuse it (RFC

@@ -4,8 +4,9 @@
 //! A worker writes only its own line, and only off the request path: its heartbeat on each
 //! tick of its loop, its count of answered requests, and the flag asking to be replaced once
 //! it has served `--max-requests`. The master only reads (and resets a line before reuse),
-//! except to raise a worker's flag asking it to reopen its log files (SIGUSR1, rare), so no
-//! cache line is written by two cores while a worker serves.
+//! except to raise a worker's flags asking it to reopen its log files (SIGUSR1) or telling it
+//! a stop is announced (`--drain-delay`), both rare, so no cache line is written by two
+//! cores while a worker serves.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +23,8 @@ pub struct Line {
     retire: AtomicBool,
     /// Set by the master: the worker process reopens its log files at its next beat.
     reopen_logs: AtomicBool,
+    /// Set by the master: a stop is announced (`--drain-delay`); the health path says 503.
+    stopping: AtomicBool,
 }
 
 /// The shared lines, unmapped when the master and every worker thread have let go of it.
@@ -78,6 +81,12 @@ impl Board {
         line.served.store(0, Ordering::Relaxed);
         line.retire.store(false, Ordering::Relaxed);
         line.reopen_logs.store(false, Ordering::Relaxed);
+        line.stopping.store(false, Ordering::Relaxed);
+    }
+
+    /// Tell worker `i` that a stop is announced (its health path answers 503).
+    pub fn announce_stop(&self, i: usize) {
+        self.line(i).stopping.store(true, Ordering::Relaxed);
     }
 
     /// Ask worker `i` (a process: threads share the master's log) to reopen its log files.
@@ -137,6 +146,11 @@ impl Pulse {
                 tracing::error!("worker (pid {}): {e}", std::process::id());
             }
         }
+    }
+
+    /// The master has announced a stop (`--drain-delay`).
+    pub fn stopping(&self) -> bool {
+        self.board.line(self.index).stopping.load(Ordering::Relaxed)
     }
 
     /// Publish how many requests have been answered.

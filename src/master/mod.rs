@@ -171,6 +171,8 @@ pub struct Running {
     credentials: Option<Credentials>,
     /// Requests answered by workers that have exited.
     served_before: u64,
+    /// A stop is announced (`--drain-delay`): health paths answer 503.
+    stop_announced: bool,
     stopping: bool,
     /// xorshift state for `--max-requests-jitter`.
     rng: u64,
@@ -253,6 +255,7 @@ impl Running {
             activated,
             credentials,
             served_before: 0,
+            stop_announced: false,
             stopping: false,
             rng,
         };
@@ -320,7 +323,11 @@ impl Running {
             limits: self.config.limits.clone(),
             pulse: Some(Pulse::new(self.board.clone(), line)),
             max_requests,
+            health_path: self.config.health_path.clone(),
         };
+        if self.stop_announced {
+            self.board.announce_stop(line);
+        }
         let master_fds = self.raw_fds();
         let child = workers::start(
             self.config.worker_class,
@@ -395,6 +402,15 @@ impl Running {
         // The workers let go of their copies as they stop accepting.
         self.sockets.close_all();
         self.closing.clear();
+    }
+
+    /// `--drain-delay`: a stop is coming; every worker's health path answers 503 from now on
+    /// while it serves on.
+    pub fn announce_stop(&mut self) {
+        self.stop_announced = true;
+        for w in &self.workers {
+            self.board.announce_stop(w.line);
+        }
     }
 
     /// Quick stop: worker processes are killed at once (threads end with the process).

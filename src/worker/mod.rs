@@ -8,6 +8,7 @@
 //! are checked on a periodic tick: an expired connection's socket is shut down, which completes
 //! its pending operation and lets the normal path close it.
 
+mod health;
 mod ring;
 mod wake;
 
@@ -18,10 +19,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use io_uring::{cqueue, opcode, types, IoUring};
 use slab::Slab;
+use socket2::SockRef;
 
-use crate::http::{Connection, Context, Limits, Want};
+use crate::http::{ConnInfo, Connection, Context, Limits, Scheme, Want};
 use crate::master::Pulse;
 use crate::{App, Handler, WorkerInfo};
+use health::Health;
 pub use ring::Mode;
 use ring::{push, token, untoken, Op};
 pub use wake::Wake;
@@ -68,6 +71,8 @@ pub struct Spec {
     pub pulse: Option<Pulse>,
     /// After answering this many requests, ask the master for a replacement (0: never).
     pub max_requests: u64,
+    /// `--health-path`: answered by the worker itself, before the app.
+    pub health_path: Option<String>,
 }
 
 /// Run a worker on the calling thread until it has drained. `ready` is told once the ring is
@@ -104,6 +109,7 @@ pub fn run<A: App>(spec: Spec, app: &A, ready: impl FnOnce(io::Result<Mode>)) ->
         index: spec.index,
         cpu: pinned,
     });
+    let handler = Health::new(spec.health_path.as_deref(), spec.pulse.clone(), handler);
     let mut worker = Worker::new(ring, spec, handler);
     ready(Ok(mode));
     worker.serve()
@@ -124,6 +130,8 @@ struct Conn {
     parking: bool,
     /// The socket has been shut down; its pending operation will complete and close it.
     shut: bool,
+    /// Its peer and local addresses, for its requests.
+    info: ConnInfo,
 }
 
 impl Conn {
@@ -142,6 +150,8 @@ struct Worker<H> {
     listeners: Vec<Option<OwnedFd>>,
     /// Listener i is shared with the other workers: accepted one connection at a time.
     shared: Vec<bool>,
+    /// Listener i's address (`None`: a Unix socket).
+    local: Vec<Option<std::net::SocketAddr>>,
     /// A multishot accept is armed on listener i.
     accepting: Vec<bool>,
     /// Accepting is paused after running out of descriptors or memory (until a timer).
@@ -150,7 +160,7 @@ struct Worker<H> {
     full: bool,
     max_connections: usize,
     conns: Slab<Conn>,
-    handler: H,
+    handler: Health<H>,
     ctx: Context,
     wake: Arc<Wake>,
     /// The eventfd read lands here. Leaked on purpose: the kernel may write it until the ring
@@ -175,7 +185,7 @@ struct Worker<H> {
 }
 
 impl<H: Handler> Worker<H> {
-    fn new(ring: IoUring, spec: Spec, handler: H) -> Self {
+    fn new(ring: IoUring, spec: Spec, handler: Health<H>) -> Self {
         let n = spec.listeners.len();
         for l in &spec.listeners {
             // The ring accepts the same either way; the drain's last sweep must not block.
@@ -183,11 +193,22 @@ impl<H: Handler> Worker<H> {
             unsafe { libc::fcntl(l.fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
         }
         let shared = spec.listeners.iter().map(|l| l.shared).collect();
+        let local = spec
+            .listeners
+            .iter()
+            .map(|l| {
+                SockRef::from(&l.fd)
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+            })
+            .collect();
         Worker {
             ring,
             index: spec.index,
             listeners: spec.listeners.into_iter().map(|l| Some(l.fd)).collect(),
             shared,
+            local,
             accepting: vec![false; n],
             accept_paused: false,
             full: false,
@@ -300,7 +321,7 @@ impl<H: Handler> Worker<H> {
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
             // Accepted while draining too (the cancel raced it): it is served like the rest,
             // its first request answered with `Connection: close`.
-            self.open_conn(fd)?;
+            self.open_conn(fd, i)?;
         } else {
             match -result {
                 libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
@@ -364,7 +385,7 @@ impl<H: Handler> Worker<H> {
             }
             // SAFETY: a successful accept returns a new descriptor that only we hold.
             let conn = unsafe { OwnedFd::from_raw_fd(accepted) };
-            self.open_conn(conn)?;
+            self.open_conn(conn, i)?;
         }
         Ok(())
     }
@@ -402,7 +423,28 @@ impl<H: Handler> Worker<H> {
 
     // --- connections ---
 
-    fn open_conn(&mut self, fd: OwnedFd) -> io::Result<()> {
+    /// A TCP connection's addresses: the peer (one getpeername per connection, not per
+    /// request) and the local address (the listener's, unless it is bound to every
+    /// interface). A Unix connection has neither.
+    fn conn_info(&self, fd: &OwnedFd, listener: usize) -> ConnInfo {
+        let Some(bound) = self.local.get(listener).copied().flatten() else {
+            return ConnInfo::default();
+        };
+        let sock = SockRef::from(fd);
+        let local = if bound.ip().is_unspecified() {
+            sock.local_addr().ok().and_then(|a| a.as_socket())
+        } else {
+            Some(bound)
+        };
+        ConnInfo {
+            peer: sock.peer_addr().ok().and_then(|a| a.as_socket()),
+            local,
+            scheme: Scheme::Http,
+        }
+    }
+
+    fn open_conn(&mut self, fd: OwnedFd, listener: usize) -> io::Result<()> {
+        let info = self.conn_info(&fd, listener);
         let mut http = Connection::new();
         if self.draining {
             http.answer_with_close();
@@ -415,6 +457,7 @@ impl<H: Handler> Worker<H> {
             in_body: false,
             parking: false,
             shut: false,
+            info,
         });
         if self.conns.len() >= self.max_connections && !self.full {
             // At the limit: stop taking connections; they wait in the kernel's backlog.
@@ -481,6 +524,7 @@ impl<H: Handler> Worker<H> {
         }
         let was_mid_request = conn.http.mid_request();
         conn.http.received(result as usize);
+        self.ctx.conn = conn.info;
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
         self.count(answered);
         let conn = &mut self.conns[key];
@@ -505,6 +549,7 @@ impl<H: Handler> Worker<H> {
             return self.arm_send(key);
         }
         // Output flushed: answer requests still buffered (pipelining past the high-water mark).
+        self.ctx.conn = conn.info;
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
         if answered > 0 {
             conn.request_deadline = self.now + self.header_timeout;
@@ -684,10 +729,12 @@ impl<H: Handler> Worker<H> {
             return Ok(());
         }
         self.draining = true;
+        self.handler.set_draining();
         for i in 0..self.listeners.len() {
             if self.accepting[i] {
                 self.cancel(token(Op::Accept, i))?;
             } else {
+                self.sweep(i)?;
                 self.listeners[i] = None;
             }
         }
