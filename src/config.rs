@@ -60,6 +60,8 @@ pub struct Config {
     /// On SIGTERM/SIGINT, serve on this long (the health path saying 503) before the
     /// listeners close, so that load balancers stop sending first.
     pub drain_delay: Duration,
+    /// `--access-logfile`: each worker renders lines in this format (none: no access log).
+    pub access_log: Option<crate::http::access_log::Format>,
 }
 
 /// `--worker-class`: how workers are run.
@@ -96,6 +98,7 @@ impl Default for Config {
             umask: None,
             health_path: None,
             drain_delay: Duration::ZERO,
+            access_log: None,
         }
     }
 }
@@ -256,6 +259,16 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3600), env = "RINGCORN_DRAIN_DELAY")]
     pub drain_delay: u64,
 
+    /// The access log: a file (appended to; SIGUSR1 reopens it) or `-` for stdout. Off by
+    /// default.
+    #[arg(long, value_name = "FILE", env = "RINGCORN_ACCESS_LOGFILE")]
+    pub access_logfile: Option<PathBuf>,
+
+    /// The access log's format: Gunicorn's `%(NAME)s` atoms, or `common`, `combined` (the
+    /// default, Gunicorn's), `json`.
+    #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format, env = "RINGCORN_ACCESS_LOGFORMAT")]
+    pub access_logformat: String,
+
     /// The server's own log: a file (appended to; SIGUSR1 reopens it, for logrotate) or `-`
     /// for stderr.
     #[arg(
@@ -345,6 +358,10 @@ fn parse_umask(s: &str) -> Result<Umask, String> {
     }
 }
 
+fn parse_log_format(s: &str) -> Result<String, String> {
+    crate::http::access_log::Format::parse(s).map(|_| s.to_string())
+}
+
 fn parse_health_path(s: &str) -> Result<String, String> {
     if !s.starts_with('/') || s.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?') {
         return Err(
@@ -422,6 +439,11 @@ impl Cli {
             umask: self.umask.map(|m| m.0),
             health_path: self.health_path.clone(),
             drain_delay: Duration::from_secs(self.drain_delay),
+            // The value parser accepted the format already.
+            access_log: self
+                .access_logfile
+                .as_ref()
+                .and_then(|_| crate::http::access_log::Format::parse(&self.access_logformat).ok()),
         }
     }
 }

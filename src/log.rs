@@ -6,6 +6,10 @@
 //! sink's lock, and the file is opened with `O_APPEND`: lines from the master, worker threads
 //! and worker processes (each with its own descriptor) never interleave mid-line, and a line
 //! goes whole to the old file or whole to the new one across a reopen.
+//!
+//! The access log (`--access-logfile`) is a second sink of the same kind: workers render
+//! lines into buffers of their own and hand whole buffers to [`write_access`], one write
+//! each, under its lock; [`reopen`] reopens it with the error log.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
@@ -21,6 +25,7 @@ enum Sink {
 }
 
 static SINK: OnceLock<Mutex<Sink>> = OnceLock::new();
+static ACCESS: OnceLock<Mutex<Option<Sink>>> = OnceLock::new();
 
 fn sink() -> &'static Mutex<Sink> {
     SINK.get_or_init(|| Mutex::new(Sink::Stderr))
@@ -83,11 +88,25 @@ pub fn current() -> Option<PathBuf> {
     }
 }
 
-/// SIGUSR1: open the log's path again and write there from now on. If it cannot be opened,
-/// lines keep going to the old file, and the error says why.
+/// SIGUSR1: open the logs' paths again and write there from now on. If one cannot be
+/// opened, its lines keep going to the old file, and the error says why.
 pub fn reopen() -> Result<(), String> {
-    let mut guard = lock();
-    let Sink::File { path, file } = &mut *guard else {
+    let errors = {
+        let mut guard = lock();
+        reopen_sink(&mut guard, "error log")
+    };
+    let access = ACCESS.get().map(|a| {
+        let mut guard = a.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *guard {
+            Some(sink) => reopen_sink(sink, "access log"),
+            None => Ok(()),
+        }
+    });
+    errors.and(access.unwrap_or(Ok(())))
+}
+
+fn reopen_sink(sink: &mut Sink, what: &str) -> Result<(), String> {
+    let Sink::File { path, file } = sink else {
         return Ok(());
     };
     match open(path) {
@@ -96,9 +115,46 @@ pub fn reopen() -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(format!(
-            "cannot reopen the error log {}: {e}; still writing to the old file",
+            "cannot reopen the {what} {}: {e}; still writing to the old file",
             path.display()
         )),
+    }
+}
+
+/// `--access-logfile`: stdout for `-`, else `path` (created if missing, appended to).
+pub fn init_access(path: &Path) -> Result<(), String> {
+    let sink = if is_stderr(path) {
+        Sink::Stderr
+    } else {
+        Sink::File {
+            path: path.to_path_buf(),
+            file: open(path)
+                .map_err(|e| format!("cannot open the access log {}: {e}", path.display()))?,
+        }
+    };
+    let cell = ACCESS.get_or_init(|| Mutex::new(None));
+    *cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+    Ok(())
+}
+
+/// The access log's file (`None`: stdout, or no access log).
+pub fn access_path() -> Option<PathBuf> {
+    let cell = ACCESS.get()?;
+    match &*cell.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(Sink::File { path, .. }) => Some(path.clone()),
+        _ => None,
+    }
+}
+
+/// Write whole access-log lines in one write (`-`: stdout).
+pub fn write_access(lines: &[u8]) -> io::Result<()> {
+    let Some(cell) = ACCESS.get() else {
+        return Ok(());
+    };
+    match &mut *cell.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(Sink::File { file, .. }) => file.write_all(lines),
+        Some(Sink::Stderr) => io::stdout().write_all(lines),
+        None => Ok(()),
     }
 }
 

@@ -210,6 +210,12 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
         eprintln!("error: {e}");
         return 1;
     }
+    if let Some(path) = &cli.access_logfile {
+        if let Err(e) = crate::log::init_access(path) {
+            tracing::error!("{e}");
+            return 1;
+        }
+    }
     // Before any worker exists, so that they all inherit the mask.
     signals::block();
     let mut notifier = Notifier::from_env(upgrade::started_by_upgrade());

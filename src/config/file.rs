@@ -158,6 +158,16 @@ pub fn print_config(cli: &Cli) -> String {
         put("health-path", Value::String(path.clone()));
     }
     put("drain-delay", int(cli.drain_delay));
+    if let Some(path) = &cli.access_logfile {
+        put(
+            "access-logfile",
+            Value::String(path.to_string_lossy().into_owned()),
+        );
+    }
+    put(
+        "access-logformat",
+        Value::String(cli.access_logformat.clone()),
+    );
     put(
         "error-logfile",
         Value::String(cli.error_logfile.to_string_lossy().into_owned()),
@@ -834,6 +844,8 @@ mod tests {
             "7",
             "--health-path",
             "/h",
+            "--access-logfile",
+            "a.log",
             "hello",
         ])
         .expect("parses");

@@ -5,11 +5,13 @@
 //! `Limits::max_body`. The connection decides keep-alive and closing; its owner only moves bytes.
 
 use std::mem::MaybeUninit;
+use std::time::{Duration, Instant, SystemTime};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::body::ChunkedDecoder;
 use super::request::{parse_head, Framing, HeaderSlots, MAX_HEADERS};
 use super::response::{self, encode, CONTINUE};
+use super::access_log::Entry;
 use super::{Context, Error, Request, Response};
 use crate::Handler;
 
@@ -213,7 +215,7 @@ impl Connection {
     }
 
     /// Answer a request that took too long to arrive with 408, and close after it.
-    pub fn time_out(&mut self, ctx: &Context) {
+    pub fn time_out(&mut self, ctx: &mut Context) {
         self.refuse(408, ctx);
     }
 
@@ -292,12 +294,12 @@ impl Connection {
 
     /// Refuse the request with the error's status and close after it; all buffered input is
     /// dropped (its framing is unknown). Returns the bytes consumed.
-    fn fail(&mut self, error: Error, ctx: &Context) -> usize {
+    fn fail(&mut self, error: Error, ctx: &mut Context) -> usize {
         self.refuse(error.status(), ctx);
         self.filled - self.start
     }
 
-    fn refuse(&mut self, status: u16, ctx: &Context) {
+    fn refuse(&mut self, status: u16, ctx: &mut Context) {
         let body = response::reason(status);
         let headers = b"Content-Type: text/plain\r\n";
         let framing = response::Framing {
@@ -314,6 +316,17 @@ impl Connection {
             ctx.date.header_block(),
         );
         self.close_after_flush = true;
+        if let Some(log) = &mut ctx.access_log {
+            let entry = Entry {
+                request: None,
+                peer: ctx.conn.peer,
+                status,
+                body_len: body.len(),
+                response_headers: headers,
+                duration: Duration::ZERO,
+            };
+            log.record(&entry, SystemTime::now());
+        }
     }
 }
 
@@ -327,6 +340,7 @@ fn answer<H: Handler>(
     out: &mut Vec<u8>,
     ctx: &mut Context,
 ) -> bool {
+    let started = ctx.access_log.as_ref().map(|_| Instant::now());
     let mut res = Response::new(&mut ctx.res_headers, &mut ctx.res_body);
     let called = catch_unwind(AssertUnwindSafe(|| handler.call(request, &mut res)));
     let (status, close) = match called {
@@ -362,6 +376,18 @@ fn answer<H: Handler>(
         framing,
         ctx.date.header_block(),
     );
+    if let (Some(log), Some(started)) = (&mut ctx.access_log, started) {
+        let sends_body = !(is_head || status == 204 || status == 304 || status < 200);
+        let entry = Entry {
+            request: Some(request),
+            peer: ctx.conn.peer,
+            status,
+            body_len: if sends_body { ctx.res_body.len() } else { 0 },
+            response_headers: &ctx.res_headers,
+            duration: started.elapsed(),
+        };
+        log.record(&entry, SystemTime::now());
+    }
     close
 }
 

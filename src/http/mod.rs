@@ -7,6 +7,7 @@
 //!
 //! [`Handler`]: crate::Handler
 
+pub mod access_log;
 mod body;
 mod conn;
 mod date;
@@ -151,6 +152,8 @@ pub struct Context {
     pub date: DateCache,
     /// The connection being processed.
     pub conn: ConnInfo,
+    /// `--access-logfile`: lines are rendered here, written out by the worker.
+    pub access_log: Option<access_log::AccessLog>,
     res_headers: Vec<u8>,
     res_body: Vec<u8>,
 }

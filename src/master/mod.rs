@@ -224,7 +224,11 @@ impl Running {
             if let Err(e) = sockets.give_to(c.uid, c.gid) {
                 tracing::warn!("cannot give the listening sockets to {}: {e}", c.shown());
             }
-            let files = [crate::log::current(), config.pidfile.clone()];
+            let files = [
+                crate::log::current(),
+                crate::log::access_path(),
+                config.pidfile.clone(),
+            ];
             for path in files.iter().flatten() {
                 if let Err(e) = std::os::unix::fs::chown(path, Some(c.uid), Some(c.gid)) {
                     tracing::warn!("cannot give {} to {}: {e}", path.display(), c.shown());
@@ -324,6 +328,7 @@ impl Running {
             pulse: Some(Pulse::new(self.board.clone(), line)),
             max_requests,
             health_path: self.config.health_path.clone(),
+            access_log: self.config.access_log.clone(),
         };
         if self.stop_announced {
             self.board.announce_stop(line);

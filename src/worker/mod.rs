@@ -21,6 +21,7 @@ use io_uring::{cqueue, opcode, types, IoUring};
 use slab::Slab;
 use socket2::SockRef;
 
+use crate::http::access_log::AccessLog;
 use crate::http::{ConnInfo, Connection, Context, Limits, Scheme, Want};
 use crate::master::Pulse;
 use crate::{App, Handler, WorkerInfo};
@@ -31,6 +32,12 @@ pub use wake::Wake;
 
 /// How often deadlines are checked and the Date header refreshed.
 const TICK: Duration = Duration::from_millis(250);
+/// The access log's lines are written out at least this often while requests come...
+const LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// ... or when this many bytes are waiting.
+const LOG_BUFFER: usize = 64 * 1024;
+/// A failing access log is reported at most this often.
+const LOG_ERROR_EVERY: Duration = Duration::from_secs(10);
 /// Most connections a draining worker takes from a listener's queue in its last sweep.
 const SWEEP_MAX: usize = 64;
 /// How long accepting pauses when the process is out of descriptors or memory.
@@ -73,6 +80,8 @@ pub struct Spec {
     pub max_requests: u64,
     /// `--health-path`: answered by the worker itself, before the app.
     pub health_path: Option<String>,
+    /// `--access-logfile`: the line format (`None`: no access log).
+    pub access_log: Option<crate::http::access_log::Format>,
 }
 
 /// Run a worker on the calling thread until it has drained. `ready` is told once the ring is
@@ -152,6 +161,10 @@ struct Worker<H> {
     shared: Vec<bool>,
     /// Listener i's address (`None`: a Unix socket).
     local: Vec<Option<std::net::SocketAddr>>,
+    /// When the access log's lines were last written out; when a write last failed (the
+    /// error is reported at most every [`LOG_ERROR_EVERY`]) and the bytes dropped since.
+    log_flushed: Instant,
+    log_failed: Option<(Instant, usize)>,
     /// A multishot accept is armed on listener i.
     accepting: Vec<bool>,
     /// Accepting is paused after running out of descriptors or memory (until a timer).
@@ -192,6 +205,8 @@ impl<H: Handler> Worker<H> {
             // SAFETY: fcntl sets a flag on a descriptor we hold; no memory is involved.
             unsafe { libc::fcntl(l.fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
         }
+        let mut ctx = Context::new(spec.limits);
+        ctx.access_log = spec.access_log.map(AccessLog::new);
         let shared = spec.listeners.iter().map(|l| l.shared).collect();
         let local = spec
             .listeners
@@ -215,7 +230,9 @@ impl<H: Handler> Worker<H> {
             max_connections: spec.max_connections,
             conns: Slab::with_capacity(1024),
             handler,
-            ctx: Context::new(spec.limits),
+            ctx,
+            log_flushed: Instant::now(),
+            log_failed: None,
             wake: spec.wake,
             wake_buf: Box::leak(Box::new(0)),
             tick: Box::new(timespec(TICK)),
@@ -264,9 +281,42 @@ impl<H: Handler> Worker<H> {
                     break;
                 }
             }
+            self.flush_access_log(false);
         }
+        self.flush_access_log(true);
         tracing::debug!("worker {} drained", self.index);
         Ok(())
+    }
+
+    /// Write the access log's pending lines out, in one write, when `now` is asked for, the
+    /// buffer is full, or it has waited [`LOG_FLUSH_EVERY`]. A failed write drops the lines
+    /// (the worker never stalls on its log) and is reported, at most every
+    /// [`LOG_ERROR_EVERY`].
+    fn flush_access_log(&mut self, now: bool) {
+        let Some(log) = &mut self.ctx.access_log else {
+            return;
+        };
+        let pending = log.pending().len();
+        if pending == 0
+            || !(now || pending >= LOG_BUFFER || self.now >= self.log_flushed + LOG_FLUSH_EVERY)
+        {
+            return;
+        }
+        let result = crate::log::write_access(log.pending());
+        log.clear();
+        self.log_flushed = self.now;
+        if let Err(e) = result {
+            let (since, dropped) = self.log_failed.get_or_insert((self.now, 0));
+            *dropped += pending;
+            if self.now >= *since + LOG_ERROR_EVERY || *dropped == pending {
+                tracing::error!(
+                    "worker {}: cannot write the access log ({e}); {} bytes of lines dropped",
+                    self.index,
+                    dropped
+                );
+                self.log_failed = Some((self.now, 0));
+            }
+        }
     }
 
     fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> io::Result<()> {
@@ -681,7 +731,8 @@ impl<H: Handler> Worker<H> {
                 // Too slow to send its request: say so before closing. The receive in flight
                 // owns the input buffer, not the (empty) output, and the socket is blocking,
                 // so the send must not wait.
-                conn.http.time_out(&self.ctx);
+                self.ctx.conn = conn.info;
+                conn.http.time_out(&mut self.ctx);
                 let out = conn.http.output();
                 // SAFETY: sends from a live slice; MSG_DONTWAIT never blocks the loop.
                 unsafe {
