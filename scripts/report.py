@@ -1188,6 +1188,27 @@ def main():
                     w(line)
             w("")
 
+    # ------------------------------------------------------------ 8. reports of their own
+    extra = [
+        ("access_log.md", "8. Access log cost", "scripts/access_log_cost.sh"),
+        ("socket_activation.md", "9. Socket activation: per-worker or shared sockets",
+         "scripts/socket_activation.sh"),
+    ]
+    for name, title, script in extra:
+        report = args.charts / name
+        if not report.exists():
+            continue
+        rel = os.path.relpath(report, args.out.parent)
+        w(f"## {title}")
+        w("")
+        w(f"From its own run of `{script}` (its date and commit are in it): "
+          f"[`{rel}`]({rel}), included here as it is.")
+        w("")
+        for line in report.read_text().splitlines():
+            if not line.startswith("# "):
+                w(line)
+        w("")
+
     # ------------------------------------------------------------ raw data
     w("## Raw data")
     w("")
