@@ -213,3 +213,18 @@ fn a_log_that_cannot_be_written_is_reported_and_never_stalls() {
         server.log()
     );
 }
+
+#[test]
+fn a_dash_writes_to_stdout() {
+    let server = Server::app("hello", &["--access-logfile", "-"]);
+    assert_hello(&fresh_get(server.addr(), "/out", IO_TIMEOUT).expect("answered"));
+    assert!(
+        wait_until(Duration::from_secs(10), || server
+            .stdout()
+            .contains("\"GET /out HTTP/1.1\" 200 13")),
+        "stdout: {:?}\nstderr: {}",
+        server.stdout(),
+        server.log()
+    );
+    assert!(!server.log().contains("GET /out"), "not on stderr");
+}
