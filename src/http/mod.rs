@@ -11,6 +11,7 @@ pub mod access_log;
 mod body;
 mod conn;
 mod date;
+pub(crate) mod proxy;
 mod request;
 mod response;
 
@@ -57,6 +58,11 @@ pub mod internals {
     use super::request::{parse_head, HeaderSlots, MAX_HEADERS};
     use super::response::{encode, Framing};
     use super::Limits;
+
+    /// The PROXY protocol parser.
+    pub mod proxy {
+        pub use crate::http::proxy::*;
+    }
 
     /// Parse the request head at the start of `buf`: its length when complete and valid.
     pub fn parse_head_len(buf: &[u8], limits: &Limits) -> Option<usize> {
