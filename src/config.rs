@@ -9,8 +9,10 @@ use clap::Parser;
 use crate::http::Limits;
 
 mod bind;
+mod cidr;
 mod file;
 pub use bind::{Bind, Host, DEFAULT_PORT};
+pub use cidr::Cidrs;
 pub use file::{load_cli, print_config};
 
 /// Everything the server needs to run, validated.
@@ -62,6 +64,10 @@ pub struct Config {
     pub drain_delay: Duration,
     /// `--access-logfile`: each worker renders lines in this format (none: no access log).
     pub access_log: Option<crate::http::access_log::Format>,
+    /// `--proxy-protocol`: connections from `proxy_allow_from` must begin with a PROXY
+    /// header (others are closed at once).
+    pub proxy_protocol: Option<crate::http::proxy::Version>,
+    pub proxy_allow_from: Cidrs,
 }
 
 /// `--worker-class`: how workers are run.
@@ -99,8 +105,15 @@ impl Default for Config {
             health_path: None,
             drain_delay: Duration::ZERO,
             access_log: None,
+            proxy_protocol: None,
+            proxy_allow_from: default_proxy_allow_from(),
         }
     }
+}
+
+fn default_proxy_allow_from() -> Cidrs {
+    // Two literal addresses: they parse.
+    "127.0.0.1,::1".parse().unwrap_or_else(|_| unreachable!())
 }
 
 /// `ringcorn [OPTIONS] [APP]`: the command line, Gunicorn's where it has an equivalent.
@@ -269,6 +282,16 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format, env = "RINGCORN_ACCESS_LOGFORMAT")]
     pub access_logformat: String,
 
+    /// Connections must begin with a PROXY protocol header (HAProxy, AWS NLB ...): `v1`,
+    /// `v2`, `auto` (either) or `off`. Its source address becomes the request's peer.
+    #[arg(long, value_enum, default_value_t = ProxyProtocol::Off, env = "RINGCORN_PROXY_PROTOCOL")]
+    pub proxy_protocol: ProxyProtocol,
+
+    /// Peers allowed to send a PROXY header (addresses or CIDR blocks, comma-separated, `*`
+    /// for any); a connection from any other peer is closed at once.
+    #[arg(long, value_name = "CIDRS", default_value = "127.0.0.1,::1", value_parser = parse_cidrs, env = "RINGCORN_PROXY_ALLOW_FROM")]
+    pub proxy_allow_from: String,
+
     /// The server's own log: a file (appended to; SIGUSR1 reopens it, for logrotate) or `-`
     /// for stderr.
     #[arg(
@@ -358,6 +381,19 @@ fn parse_umask(s: &str) -> Result<Umask, String> {
     }
 }
 
+/// `--proxy-protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyProtocol {
+    Off,
+    V1,
+    V2,
+    Auto,
+}
+
+fn parse_cidrs(s: &str) -> Result<String, String> {
+    s.parse::<Cidrs>().map(|_| s.to_string())
+}
+
 fn parse_log_format(s: &str) -> Result<String, String> {
     crate::http::access_log::Format::parse(s).map(|_| s.to_string())
 }
@@ -440,6 +476,17 @@ impl Cli {
             health_path: self.health_path.clone(),
             drain_delay: Duration::from_secs(self.drain_delay),
             // The value parser accepted the format already.
+            proxy_protocol: match self.proxy_protocol {
+                ProxyProtocol::Off => None,
+                ProxyProtocol::V1 => Some(crate::http::proxy::Version::V1),
+                ProxyProtocol::V2 => Some(crate::http::proxy::Version::V2),
+                ProxyProtocol::Auto => Some(crate::http::proxy::Version::Auto),
+            },
+            // The value parser accepted the list already.
+            proxy_allow_from: self
+                .proxy_allow_from
+                .parse()
+                .unwrap_or_else(|_| default_proxy_allow_from()),
             access_log: self
                 .access_logfile
                 .as_ref()

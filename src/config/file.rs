@@ -168,6 +168,8 @@ pub fn print_config(cli: &Cli) -> String {
         "access-logformat",
         Value::String(cli.access_logformat.clone()),
     );
+    put("proxy-protocol", enum_name(cli.proxy_protocol));
+    put("proxy-allow-from", Value::String(cli.proxy_allow_from.clone()));
     put(
         "error-logfile",
         Value::String(cli.error_logfile.to_string_lossy().into_owned()),

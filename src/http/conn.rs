@@ -5,13 +5,14 @@
 //! `Limits::max_body`. The connection decides keep-alive and closing; its owner only moves bytes.
 
 use std::mem::MaybeUninit;
-use std::time::{Duration, Instant, SystemTime};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::access_log::Entry;
 use super::body::ChunkedDecoder;
+use super::proxy;
 use super::request::{parse_head, Framing, HeaderSlots, MAX_HEADERS};
 use super::response::{self, encode, CONTINUE};
-use super::access_log::Entry;
 use super::{Context, Error, Request, Response};
 use crate::Handler;
 
@@ -58,6 +59,8 @@ pub struct Connection {
     close_after_flush: bool,
     /// The server is shutting down: answer what was asked, then close.
     draining: bool,
+    /// `--proxy-protocol`: the PROXY header still expected before the first request.
+    proxy: Option<proxy::Version>,
 }
 
 impl Connection {
@@ -119,6 +122,11 @@ impl Connection {
     /// reaches its high-water mark: then flush and call again). Returns how many requests were
     /// answered or refused.
     pub fn process<H: Handler>(&mut self, handler: &mut H, ctx: &mut Context) -> usize {
+        if let Some(version) = self.proxy {
+            if !self.take_proxy_header(version, ctx) {
+                return 0;
+            }
+        }
         let mut answered = 0;
         while !self.close_after_flush
             && self.start < self.filled
@@ -214,9 +222,43 @@ impl Connection {
         self.draining = true;
     }
 
-    /// Answer a request that took too long to arrive with 408, and close after it.
+    /// Answer a request that took too long to arrive with 408, and close after it (a PROXY
+    /// header that did not arrive in time: close without a word).
     pub fn time_out(&mut self, ctx: &mut Context) {
+        if self.proxy.is_some() {
+            self.close_after_flush = true;
+            return;
+        }
         self.refuse(408, ctx);
+    }
+
+    /// The connection must begin with a PROXY protocol header (`--proxy-protocol`): its
+    /// source address replaces the peer's ([`Context::conn`], `peer_changed`); a missing or
+    /// malformed header closes the connection.
+    pub fn expect_proxy_header(&mut self, version: proxy::Version) {
+        self.proxy = Some(version);
+    }
+
+    /// Consume the PROXY header if it has arrived. False: wait for more, or close.
+    fn take_proxy_header(&mut self, version: proxy::Version, ctx: &mut Context) -> bool {
+        match proxy::parse(&self.input[self.start..self.filled], version) {
+            proxy::Parsed::Incomplete => false,
+            proxy::Parsed::Invalid(why) => {
+                tracing::debug!("PROXY header refused: {why}; closing");
+                self.close_after_flush = true;
+                self.start = self.filled;
+                false
+            }
+            proxy::Parsed::Done { len, source, .. } => {
+                self.start += len;
+                self.proxy = None;
+                if let Some(source) = source {
+                    ctx.conn.peer = Some(source);
+                    ctx.peer_changed = true;
+                }
+                true
+            }
+        }
     }
 
     /// Handle the request at `start`. `Some(bytes used)` once it is answered (or refused),

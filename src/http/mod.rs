@@ -11,7 +11,7 @@ pub mod access_log;
 mod body;
 mod conn;
 mod date;
-pub(crate) mod proxy;
+pub mod proxy;
 mod request;
 mod response;
 
@@ -160,6 +160,8 @@ pub struct Context {
     pub conn: ConnInfo,
     /// `--access-logfile`: lines are rendered here, written out by the worker.
     pub access_log: Option<access_log::AccessLog>,
+    /// A PROXY header replaced `conn.peer`: the owner keeps the new one for the connection.
+    pub peer_changed: bool,
     res_headers: Vec<u8>,
     res_body: Vec<u8>,
 }

@@ -329,6 +329,10 @@ impl Running {
             max_requests,
             health_path: self.config.health_path.clone(),
             access_log: self.config.access_log.clone(),
+            proxy: self
+                .config
+                .proxy_protocol
+                .map(|v| (v, self.config.proxy_allow_from.clone())),
         };
         if self.stop_announced {
             self.board.announce_stop(line);

@@ -82,6 +82,8 @@ pub struct Spec {
     pub health_path: Option<String>,
     /// `--access-logfile`: the line format (`None`: no access log).
     pub access_log: Option<crate::http::access_log::Format>,
+    /// `--proxy-protocol` and the peers allowed to send the header.
+    pub proxy: Option<(crate::http::proxy::Version, crate::config::Cidrs)>,
 }
 
 /// Run a worker on the calling thread until it has drained. `ready` is told once the ring is
@@ -161,6 +163,8 @@ struct Worker<H> {
     shared: Vec<bool>,
     /// Listener i's address (`None`: a Unix socket).
     local: Vec<Option<std::net::SocketAddr>>,
+    /// `--proxy-protocol`: the header version, and who may send it.
+    proxy: Option<(crate::http::proxy::Version, crate::config::Cidrs)>,
     /// When the access log's lines were last written out; when a write last failed (the
     /// error is reported at most every [`LOG_ERROR_EVERY`]) and the bytes dropped since.
     log_flushed: Instant,
@@ -231,6 +235,7 @@ impl<H: Handler> Worker<H> {
             conns: Slab::with_capacity(1024),
             handler,
             ctx,
+            proxy: spec.proxy,
             log_flushed: Instant::now(),
             log_failed: None,
             wake: spec.wake,
@@ -496,6 +501,18 @@ impl<H: Handler> Worker<H> {
     fn open_conn(&mut self, fd: OwnedFd, listener: usize) -> io::Result<()> {
         let info = self.conn_info(&fd, listener);
         let mut http = Connection::new();
+        if let Some((version, allowed)) = &self.proxy {
+            // A Unix peer is local (the socket's permissions say who may connect).
+            if info.peer.is_some_and(|p| !allowed.contains(p.ip())) {
+                tracing::debug!(
+                    "worker {}: {:?} may not send a PROXY header (--proxy-allow-from); closed",
+                    self.index,
+                    info.peer
+                );
+                return Ok(());
+            }
+            http.expect_proxy_header(*version);
+        }
         if self.draining {
             http.answer_with_close();
         }
@@ -576,6 +593,10 @@ impl<H: Handler> Worker<H> {
         conn.http.received(result as usize);
         self.ctx.conn = conn.info;
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
+        if self.ctx.peer_changed {
+            self.ctx.peer_changed = false;
+            conn.info.peer = self.ctx.conn.peer;
+        }
         self.count(answered);
         let conn = &mut self.conns[key];
         if !was_mid_request || answered > 0 {
