@@ -68,6 +68,9 @@ pub struct Config {
     /// header (others are closed at once).
     pub proxy_protocol: Option<crate::http::proxy::Version>,
     pub proxy_allow_from: Cidrs,
+    /// `--forwarded-allow-ips`: peers whose `Forwarded` / `X-Forwarded-*` headers are
+    /// believed (none by default).
+    pub forwarded_allow_ips: Option<Cidrs>,
 }
 
 /// `--worker-class`: how workers are run.
@@ -107,6 +110,7 @@ impl Default for Config {
             access_log: None,
             proxy_protocol: None,
             proxy_allow_from: default_proxy_allow_from(),
+            forwarded_allow_ips: None,
         }
     }
 }
@@ -291,6 +295,12 @@ pub struct Cli {
     /// for any); a connection from any other peer is closed at once.
     #[arg(long, value_name = "CIDRS", default_value = "127.0.0.1,::1", value_parser = parse_cidrs, env = "RINGCORN_PROXY_ALLOW_FROM")]
     pub proxy_allow_from: String,
+
+    /// Peers (addresses or CIDR blocks, `*` for any) whose `Forwarded` or `X-Forwarded-For`
+    /// / `X-Forwarded-Proto` headers give the request's client address and scheme; from
+    /// anyone else they are ignored. None by default.
+    #[arg(long, value_name = "CIDRS", value_parser = parse_cidrs, env = "RINGCORN_FORWARDED_ALLOW_IPS")]
+    pub forwarded_allow_ips: Option<String>,
 
     /// The server's own log: a file (appended to; SIGUSR1 reopens it, for logrotate) or `-`
     /// for stderr.
@@ -487,6 +497,10 @@ impl Cli {
                 .proxy_allow_from
                 .parse()
                 .unwrap_or_else(|_| default_proxy_allow_from()),
+            forwarded_allow_ips: self
+                .forwarded_allow_ips
+                .as_deref()
+                .and_then(|s| s.parse().ok()),
             access_log: self
                 .access_logfile
                 .as_ref()

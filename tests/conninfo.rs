@@ -89,3 +89,43 @@ fn a_unix_socket_has_no_addresses() {
         "{out}"
     );
 }
+
+/// GET / with `headers` on a fresh connection; the body.
+fn ask_with(addr: SocketAddr, headers: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
+}
+
+#[test]
+fn forwarded_headers_only_from_trusted_peers() {
+    let headers = "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n";
+    let trusting = Server::app("conninfo", &["--forwarded-allow-ips", "127.0.0.1"]);
+    let body = ask_with(trusting.addr(), headers);
+    assert!(
+        body.starts_with("peer=203.0.113.9:0\n") && body.ends_with("scheme=https\n"),
+        "{body}"
+    );
+    let forwarded = ask_with(
+        trusting.addr(),
+        "Forwarded: for=\"[2001:db8::9]:1\";proto=https\r\n",
+    );
+    assert!(
+        forwarded.starts_with("peer=[2001:db8::9]:0\n"),
+        "{forwarded}"
+    );
+    // Not trusted by default, nor from a peer outside the list.
+    for args in [&[][..], &["--forwarded-allow-ips", "10.0.0.0/8"][..]] {
+        let server = Server::app("conninfo", args);
+        let body = ask_with(server.addr(), headers);
+        assert!(body.starts_with("peer=127.0.0.1:"), "{args:?}: {body}");
+        assert!(body.ends_with("scheme=http\n"), "{args:?}: {body}");
+    }
+}

@@ -170,6 +170,9 @@ pub fn print_config(cli: &Cli) -> String {
     );
     put("proxy-protocol", enum_name(cli.proxy_protocol));
     put("proxy-allow-from", Value::String(cli.proxy_allow_from.clone()));
+    if let Some(ips) = &cli.forwarded_allow_ips {
+        put("forwarded-allow-ips", Value::String(ips.clone()));
+    }
     put(
         "error-logfile",
         Value::String(cli.error_logfile.to_string_lossy().into_owned()),
@@ -848,6 +851,8 @@ mod tests {
             "/h",
             "--access-logfile",
             "a.log",
+            "--forwarded-allow-ips",
+            "*",
             "hello",
         ])
         .expect("parses");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::access_log::Entry;
 use super::body::ChunkedDecoder;
+use super::forwarded;
 use super::proxy;
 use super::request::{parse_head, Framing, HeaderSlots, MAX_HEADERS};
 use super::response::{self, encode, CONTINUE};
@@ -314,6 +315,11 @@ impl Connection {
         };
         let mut head = head;
         head.request.conn = ctx.conn;
+        if let Some(trusted) = &ctx.forwarded_allow {
+            let mut info = head.request.conn;
+            forwarded::apply(&head.request, trusted, &mut info);
+            head.request.conn = info;
+        }
         let close = answer(
             handler,
             &head.request,

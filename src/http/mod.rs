@@ -11,6 +11,7 @@ pub mod access_log;
 mod body;
 mod conn;
 mod date;
+mod forwarded;
 pub mod proxy;
 mod request;
 mod response;
@@ -162,6 +163,8 @@ pub struct Context {
     pub access_log: Option<access_log::AccessLog>,
     /// A PROXY header replaced `conn.peer`: the owner keeps the new one for the connection.
     pub peer_changed: bool,
+    /// `--forwarded-allow-ips`: peers whose forwarding headers are believed.
+    pub forwarded_allow: Option<crate::config::Cidrs>,
     res_headers: Vec<u8>,
     res_body: Vec<u8>,
 }

@@ -333,6 +333,7 @@ impl Running {
                 .config
                 .proxy_protocol
                 .map(|v| (v, self.config.proxy_allow_from.clone())),
+            forwarded_allow: self.config.forwarded_allow_ips.clone(),
         };
         if self.stop_announced {
             self.board.announce_stop(line);

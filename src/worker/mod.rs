@@ -84,6 +84,8 @@ pub struct Spec {
     pub access_log: Option<crate::http::access_log::Format>,
     /// `--proxy-protocol` and the peers allowed to send the header.
     pub proxy: Option<(crate::http::proxy::Version, crate::config::Cidrs)>,
+    /// `--forwarded-allow-ips`.
+    pub forwarded_allow: Option<crate::config::Cidrs>,
 }
 
 /// Run a worker on the calling thread until it has drained. `ready` is told once the ring is
@@ -211,6 +213,7 @@ impl<H: Handler> Worker<H> {
         }
         let mut ctx = Context::new(spec.limits);
         ctx.access_log = spec.access_log.map(AccessLog::new);
+        ctx.forwarded_allow = spec.forwarded_allow;
         let shared = spec.listeners.iter().map(|l| l.shared).collect();
         let local = spec
             .listeners
