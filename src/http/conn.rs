@@ -277,7 +277,7 @@ impl Connection {
         // A chunked body is decoded in place after a first parse; the head is then parsed again
         // (into these slots) to borrow it next to the decoded body.
         let mut reparse_slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-        let (head, used) = match head.framing {
+        let (mut head, used) = match head.framing {
             Framing::Length(n) => {
                 // parse_head refused lengths over max_body, so this fits in usize.
                 let total = head_len + n as usize;
@@ -313,13 +313,31 @@ impl Connection {
                 (head, head_len + done.consumed)
             }
         };
-        let mut head = head;
-        head.request.conn = ctx.conn;
-        if let Some(trusted) = &ctx.forwarded_allow {
-            let mut info = head.request.conn;
+        // The request borrows the connection's addresses from the context; the handler's
+        // scratch buffers are borrowed beside them.
+        let Context {
+            conn,
+            forwarded_allow,
+            res_headers,
+            res_body,
+            date,
+            access_log,
+            ..
+        } = ctx;
+        let forwarded_info;
+        head.request.conn = conn;
+        if let Some(trusted) = forwarded_allow {
+            let mut info = *conn;
             forwarded::apply(&head.request, trusted, &mut info);
-            head.request.conn = info;
+            forwarded_info = info;
+            head.request.conn = &forwarded_info;
         }
+        let scratch = Scratch {
+            headers: res_headers,
+            body: res_body,
+            date,
+            log: access_log,
+        };
         let close = answer(
             handler,
             &head.request,
@@ -327,7 +345,7 @@ impl Connection {
             head.keep_alive,
             self.draining,
             &mut self.output,
-            ctx,
+            scratch,
         );
         self.close_after_flush |= close;
         Some(used)
@@ -378,6 +396,14 @@ impl Connection {
     }
 }
 
+/// What `answer` borrows from the [`Context`] beside the request.
+struct Scratch<'c> {
+    headers: &'c mut Vec<u8>,
+    body: &'c mut Vec<u8>,
+    date: &'c super::DateCache,
+    log: &'c mut Option<super::access_log::AccessLog>,
+}
+
 /// Call the handler and encode its response. Returns whether the connection closes after it.
 fn answer<H: Handler>(
     handler: &mut H,
@@ -386,10 +412,16 @@ fn answer<H: Handler>(
     keep_alive: bool,
     draining: bool,
     out: &mut Vec<u8>,
-    ctx: &mut Context,
+    scratch: Scratch<'_>,
 ) -> bool {
-    let started = ctx.access_log.as_ref().map(|_| Instant::now());
-    let mut res = Response::new(&mut ctx.res_headers, &mut ctx.res_body);
+    let Scratch {
+        headers,
+        body,
+        date,
+        log,
+    } = scratch;
+    let started = log.as_ref().map(|_| Instant::now());
+    let mut res = Response::new(headers, body);
     let called = catch_unwind(AssertUnwindSafe(|| handler.call(request, &mut res)));
     let (status, close) = match called {
         Ok(()) => (
@@ -402,12 +434,10 @@ fn answer<H: Handler>(
                 path = request.path(),
                 "handler panicked: answered 500 and closed the connection"
             );
-            ctx.res_headers.clear();
-            ctx.res_body.clear();
-            ctx.res_headers
-                .extend_from_slice(b"Content-Type: text/plain\r\n");
-            ctx.res_body
-                .extend_from_slice(response::reason(500).as_bytes());
+            headers.clear();
+            body.clear();
+            headers.extend_from_slice(b"Content-Type: text/plain\r\n");
+            body.extend_from_slice(response::reason(500).as_bytes());
             (500, true)
         }
     };
@@ -416,22 +446,15 @@ fn answer<H: Handler>(
         close,
         keep_alive_10: request.version() == 0,
     };
-    encode(
-        out,
-        status,
-        &ctx.res_headers,
-        &ctx.res_body,
-        framing,
-        ctx.date.header_block(),
-    );
-    if let (Some(log), Some(started)) = (&mut ctx.access_log, started) {
+    encode(out, status, headers, body, framing, date.header_block());
+    if let (Some(log), Some(started)) = (log, started) {
         let sends_body = !(is_head || status == 204 || status == 304 || status < 200);
         let entry = Entry {
             request: Some(request),
-            peer: ctx.conn.peer,
+            peer: request.peer_addr(),
             status,
-            body_len: if sends_body { ctx.res_body.len() } else { 0 },
-            response_headers: &ctx.res_headers,
+            body_len: if sends_body { body.len() } else { 0 },
+            response_headers: headers,
             duration: started.elapsed(),
         };
         log.record(&entry, SystemTime::now());

@@ -134,6 +134,13 @@ pub struct ConnInfo {
     pub scheme: Scheme,
 }
 
+/// What a request knows before its owner says (tests, benches).
+pub(crate) static NO_CONN: ConnInfo = ConnInfo {
+    peer: None,
+    local: None,
+    scheme: Scheme::Http,
+};
+
 /// The URL scheme requests arrive with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Scheme {

@@ -3,7 +3,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{is_token_byte, ConnInfo, Error, Limits, Scheme};
+use super::{is_token_byte, ConnInfo, Error, Limits, Scheme, NO_CONN};
 
 /// Headers a request may carry; `Limits::max_header_count` may only lower this.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -17,7 +17,7 @@ pub struct Request<'a> {
     pub(crate) version: u8,
     pub(crate) headers: &'a [httparse::Header<'a>],
     pub(crate) body: &'a [u8],
-    pub(crate) conn: ConnInfo,
+    pub(crate) conn: &'a ConnInfo,
 }
 
 impl<'a> Request<'a> {
@@ -233,7 +233,7 @@ pub(crate) fn parse_head<'a>(
             version,
             headers,
             body: &[],
-            conn: ConnInfo::default(),
+            conn: &NO_CONN,
         },
         len,
         framing,
