@@ -89,6 +89,24 @@ SEEDS = {
     "big_pipeline": header(sizes=[200]) + b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n" * 6 + HEAD + GET,
     "mix": header(panics=True, sizes=[2, 31, 5, 64, 1]) + GET + CHUNKED + POST + HTTP10_KA
     + CONTINUE + HEAD + CHUNKED + CLOSE,
+    # Request-target forms (RFC 9112 §3.2): absolute-form (its authority must be Host),
+    # asterisk-form, authority-form (CONNECT: 501), and bytes outside the URI grammar.
+    "targets": header(sizes=[9, 40]) + b"GET http://h/x?y HTTP/1.1\r\nHost: h\r\n\r\n"
+    + b"GET HTTPS://H?q HTTP/1.1\r\nHost: h\r\n\r\n"
+    + b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"
+    + b"GET /a[]|{}^`?q[]={x}%zz HTTP/1.1\r\nHost: h\r\n\r\n"
+    + b"GET http://h:80/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + GET,
+    "target_bad_byte": header(bytewise=True) + GET + b"GET /caf\xc3\xa9#x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "target_other_host": header() + GET + b"GET http://evil/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    "connect": header(sizes=[20]) + GET + b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
+    "asterisk_get": header() + b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+    # Trailers: allowed ones are dropped; framing, routing, authentication ones are refused.
+    "trailer_forbidden": header(sizes=[60, 3]) + CHUNKED
+    + b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + b"1\r\na\r\n0\r\nServer-Timing: x\r\nContent-Length: 5\r\n\r\n" + GET,
+    # Empty lines: any number, counted towards the head (small limits: 256 bytes).
+    "empty_lines": header(limits=SMALL, sizes=[7, 1]) + b"\r\n" * 40 + GET + b"\r\n" * 60 + GET
+    + b"\r\n" * 130 + GET,
 }
 
 

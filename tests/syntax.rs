@@ -1,5 +1,6 @@
-//! Request syntax: line endings, whitespace, control bytes, header names, the request line,
-//! Host, versions, and the binary openings of other protocols (HTTP/2, TLS). Each refusal is an
+//! Request syntax: line endings, whitespace, control bytes, header names, the request line and
+//! its target, Host, empty lines before a request, versions, and the binary openings of other
+//! protocols (HTTP/2, TLS). Each refusal is an
 //! exact status plus a close; each legal variant is answered and leaves the connection usable.
 //! Policies and their reasons: docs/http-rules.md.
 
@@ -31,6 +32,11 @@ fn get_with(lines: &[&[u8]]) -> Vec<u8> {
 /// `line` as the request line, then Host and the blank line.
 fn request_line(line: &str) -> Vec<u8> {
     format!("{line}\r\nHost: localhost\r\n\r\n").into_bytes()
+}
+
+/// `line` (raw bytes) as the request line, then Host and the blank line.
+fn request_line_bytes(line: &[u8]) -> Vec<u8> {
+    [line, b"\r\nHost: localhost\r\n\r\n"].concat()
 }
 
 const BAD: Expect<'static> = Expect::Refuse(400);
@@ -195,6 +201,173 @@ fn request_line_needs_single_spaces() {
 }
 
 #[test]
+fn request_target_must_fit_its_method() {
+    // RFC 9112 §3.2: asterisk-form only for OPTIONS, authority-form only for CONNECT (and
+    // CONNECT only with it), origin-form or absolute-form for everything else. A well-formed
+    // CONNECT is 501: this is not a proxy (what handlers see: tests/http_rules.rs).
+    let (_server, probe) = hello();
+    let connect = |target: &str| {
+        format!("CONNECT {target} HTTP/1.1\r\nHost: localhost:443\r\n\r\n").into_bytes()
+    };
+    probe.run_table(
+        "request-target forms",
+        &[
+            ("OPTIONS *", request_line("OPTIONS * HTTP/1.1"), OK),
+            (
+                "OPTIONS origin-form",
+                request_line("OPTIONS /x HTTP/1.1"),
+                OK,
+            ),
+            ("GET *", request_line("GET * HTTP/1.1"), BAD),
+            ("POST *", request_line("POST * HTTP/1.1"), BAD),
+            ("OPTIONS *x", request_line("OPTIONS *x HTTP/1.1"), BAD),
+            (
+                "CONNECT authority-form",
+                connect("localhost:443"),
+                Expect::Refuse(501),
+            ),
+            (
+                "CONNECT origin-form",
+                request_line("CONNECT / HTTP/1.1"),
+                BAD,
+            ),
+            (
+                "CONNECT absolute-form",
+                request_line("CONNECT http://localhost:443/ HTTP/1.1"),
+                BAD,
+            ),
+            ("CONNECT without a port", connect("localhost"), BAD),
+            ("CONNECT with an empty port", connect("localhost:"), BAD),
+            ("CONNECT to port 0", connect("localhost:0"), BAD),
+            ("CONNECT to port 65536", connect("localhost:65536"), BAD),
+            ("CONNECT with an empty host", connect(":443"), BAD),
+            ("CONNECT with userinfo", connect("u@localhost:443"), BAD),
+            (
+                "GET authority-form",
+                request_line("GET localhost:80 HTTP/1.1"),
+                BAD,
+            ),
+            ("GET relative path", request_line("GET a/b HTTP/1.1"), BAD),
+        ],
+    );
+}
+
+#[test]
+fn absolute_form_must_name_this_host() {
+    // RFC 9112 §3.2.2: a server must accept absolute-form. Its authority must be the Host
+    // sent (two parties could route by either); only http and https; no userinfo, no empty
+    // host (RFC 9110 §4.2).
+    let (_server, probe) = hello();
+    probe.run_table(
+        "absolute-form",
+        &[
+            (
+                "path and query",
+                request_line("GET http://localhost/x?y HTTP/1.1"),
+                OK,
+            ),
+            (
+                "https",
+                request_line("GET https://localhost/x HTTP/1.1"),
+                OK,
+            ),
+            (
+                "scheme and host in upper case",
+                request_line("GET HTTP://LOCALHOST/x HTTP/1.1"),
+                OK,
+            ),
+            (
+                "empty path",
+                request_line("GET http://localhost HTTP/1.1"),
+                OK,
+            ),
+            (
+                "empty path, then a query",
+                request_line("GET http://localhost?y HTTP/1.1"),
+                OK,
+            ),
+            (
+                "HTTP/1.0 without Host",
+                b"GET http://localhost/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_vec(),
+                OK,
+            ),
+            (
+                "ftp scheme",
+                request_line("GET ftp://localhost/ HTTP/1.1"),
+                BAD,
+            ),
+            (
+                "one slash",
+                request_line("GET http:/localhost/ HTTP/1.1"),
+                BAD,
+            ),
+            ("empty host", request_line("GET http:///x HTTP/1.1"), BAD),
+            (
+                "userinfo",
+                request_line("GET http://u@localhost/ HTTP/1.1"),
+                BAD,
+            ),
+            (
+                "bad port",
+                request_line("GET http://localhost:8a/ HTTP/1.1"),
+                BAD,
+            ),
+            (
+                "host differs from Host",
+                request_line("GET http://evil/ HTTP/1.1"),
+                BAD,
+            ),
+            (
+                "port differs from Host",
+                request_line("GET http://localhost:80/ HTTP/1.1"),
+                BAD,
+            ),
+            (
+                "HTTP/1.1 without Host",
+                b"GET http://localhost/ HTTP/1.1\r\n\r\n".to_vec(),
+                BAD,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn request_target_bytes_outside_the_uri_grammar_are_refused() {
+    let (_server, probe) = hello();
+    let line = |target: &[u8]| request_line_bytes(&[b"GET ", target, b" HTTP/1.1"].concat());
+    probe.run_table(
+        "request-target bytes",
+        &[
+            ("UTF-8 in the path", line(b"/caf\xc3\xa9"), BAD),
+            ("UTF-8 in the query", line(b"/?q=caf\xc3\xa9"), BAD),
+            ("0xff in the path", line(b"/\xff"), BAD),
+            ("NUL in the path", line(b"/a\x00b"), BAD),
+            ("SOH in the path", line(b"/a\x01b"), BAD),
+            ("ESC in the path", line(b"/a\x1bb"), BAD),
+            ("DEL in the path", line(b"/a\x7fb"), BAD),
+            ("DEL in the query", line(b"/?a\x7fb"), BAD),
+            ("SP in the path", line(b"/a b"), BAD),
+            ("\" in the path", line(b"/a\"b"), BAD),
+            ("< > in the query", line(b"/?q=<x>"), BAD),
+            ("# in the path", line(b"/a#b"), BAD),
+            ("# in the query", line(b"/?q#f"), BAD),
+            ("backslash in the path", line(b"/a\\b"), BAD),
+            ("backslash in the query", line(b"/?a\\b"), BAD),
+            // Controls: what browsers send unencoded although RFC 3986 excludes it, and
+            // percent-encoding, well-formed or not (passed on as sent, never decoded).
+            ("[ ] | { } ^ ` tolerated", line(b"/a[]|{}^`?q[]={x}|^`"), OK),
+            ("percent-encoding", line(b"/a%20b?c=%2F"), OK),
+            ("malformed percent-encoding", line(b"/a%zz"), OK),
+            (
+                "every other printable byte",
+                line(b"/aZ09-._~!$&'()*+,;=:@/%?/?"),
+                OK,
+            ),
+        ],
+    );
+}
+
+#[test]
 fn host_must_be_single_and_without_spaces() {
     // (A missing Host in HTTP/1.1 is in errors.rs.)
     let (_server, probe) = hello();
@@ -277,26 +450,76 @@ fn bare_lf_is_refused() {
 
 #[test]
 fn leading_crlf_before_a_request_is_ignored() {
+    // Any number of empty lines (RFC 9112 §2.2: at least one SHOULD be ignored); how many is
+    // bounded by the head limit and the header deadline (next test).
     let (_server, probe) = hello();
     let get = get_req("/");
+    let crlfs = |n: usize| format!("{}{get}", "\r\n".repeat(n)).into_bytes();
     probe.run_table(
         "leading CRLF",
         &[
-            ("one leading CRLF", format!("\r\n{get}").into_bytes(), OK),
+            ("one leading CRLF", crlfs(1), OK),
+            ("two leading CRLFs", crlfs(2), OK),
+            ("100 leading CRLFs", crlfs(100), OK),
+            ("5000 leading CRLFs (10,000 bytes)", crlfs(5000), OK),
+        ],
+    );
+    // Between pipelined requests too: every response, and the connection stays open.
+    for between in ["\r\n", "\r\n\r\n\r\n"] {
+        let mut c = connect(probe.addr);
+        c.send(format!("{get}{between}{get}").as_bytes());
+        assert_hello(&c.read_response());
+        assert_hello(&c.read_response());
+        c.expect_silence(Duration::from_millis(300));
+        assert_hello(&c.get("/"));
+    }
+}
+
+#[test]
+fn empty_lines_count_towards_the_head_limit_and_deadline() {
+    // Empty lines are the start of the next head: they count towards --limit-request-head
+    // and start the --header-timeout clock, so they cannot hold a connection or its memory.
+    let get = get_req("/");
+    assert_eq!(get.len(), 35);
+    let server = Server::app(
+        "hello",
+        &["--limit-request-head", "1035", "--header-timeout", "1"],
+    );
+    let probe = Probe {
+        addr: server.addr(),
+        echo: false,
+    };
+    let crlfs = |n: usize| format!("{}{get}", "\r\n".repeat(n)).into_bytes();
+    probe.run_table(
+        "empty lines and the head limit",
+        &[
+            ("head of exactly the limit", crlfs(500), OK),
+            ("one CRLF more", crlfs(501), Expect::Refuse(431)),
             (
-                "two leading CRLFs",
-                format!("\r\n\r\n{get}").into_bytes(),
-                OK,
+                "empty lines alone past the limit",
+                "\r\n".repeat(600).into_bytes(),
+                Expect::Refuse(431),
             ),
         ],
     );
-    // Between pipelined requests too: two responses, and the connection stays open.
-    let mut c = connect(probe.addr);
-    c.send(format!("{get}\r\n{get}").as_bytes());
-    assert_hello(&c.read_response());
-    assert_hello(&c.read_response());
-    c.expect_silence(Duration::from_millis(300));
-    assert_hello(&c.get("/"));
+    // Empty lines and then nothing: 408 within the header deadline, as for any unfinished
+    // head, whether they open the connection or follow a request.
+    for (what, first) in [("alone", String::new()), ("after a request", get.clone())] {
+        let mut c = connect(server.addr());
+        let start = Instant::now();
+        c.send(format!("{first}\r\n").as_bytes());
+        if !first.is_empty() {
+            assert_hello(&c.read_response());
+        }
+        let resp = c.read_response();
+        check_refusal(&resp, 408).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+            "{what}: 408 after {took:?}"
+        );
+        c.expect_closed();
+    }
 }
 
 #[test]

@@ -169,7 +169,10 @@ pub fn print_config(cli: &Cli) -> String {
         Value::String(cli.access_logformat.clone()),
     );
     put("proxy-protocol", enum_name(cli.proxy_protocol));
-    put("proxy-allow-from", Value::String(cli.proxy_allow_from.clone()));
+    put(
+        "proxy-allow-from",
+        Value::String(cli.proxy_allow_from.clone()),
+    );
     if let Some(ips) = &cli.forwarded_allow_ips {
         put("forwarded-allow-ips", Value::String(ips.clone()));
     }

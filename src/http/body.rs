@@ -11,6 +11,60 @@ use super::{is_token_byte, Error, Limits};
 /// At most this many hex digits in a chunk size (16 fill a u64).
 const MAX_SIZE_DIGITS: u8 = 16;
 
+/// Fields a trailer section must not carry (RFC 9110 §6.5.1), lower case: their meaning is
+/// needed before the content is read, so a recipient that acted on the header section (a
+/// proxy in front, or the application) and one that looked at the trailers would disagree.
+/// A trailer with one of these names is refused (400), not dropped.
+///
+/// - message framing: `content-length`, `transfer-encoding`, `trailer`;
+/// - connection control: `connection`, `keep-alive`, `proxy-connection`, `te`, `upgrade`;
+/// - routing: `host`;
+/// - request modifiers: controls (`cache-control`, `expect`, `max-forwards`, `pragma`,
+///   `range`) and conditionals (`if-match`, `if-none-match`, `if-modified-since`,
+///   `if-unmodified-since`, `if-range`);
+/// - authentication and session: `authorization`, `proxy-authorization`, `cookie`;
+/// - content format: `content-encoding`, `content-type`, `content-range`.
+pub(crate) const FORBIDDEN_TRAILERS: [&str; 25] = [
+    "content-length",
+    "transfer-encoding",
+    "trailer",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "upgrade",
+    "host",
+    "cache-control",
+    "expect",
+    "max-forwards",
+    "pragma",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "content-encoding",
+    "content-type",
+    "content-range",
+];
+
+/// The longest name in [`FORBIDDEN_TRAILERS`]: a longer trailer name is none of them.
+const MAX_FORBIDDEN_NAME: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < FORBIDDEN_TRAILERS.len() {
+        if FORBIDDEN_TRAILERS[i].len() > max {
+            max = FORBIDDEN_TRAILERS[i].len();
+        }
+        i += 1;
+    }
+    max
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
@@ -53,6 +107,10 @@ pub(crate) struct ChunkedDecoder {
     extension_bytes: usize,
     trailer_bytes: usize,
     line_bytes: usize,
+    /// The trailer name being read, in lower case, as far as it could be a forbidden one;
+    /// `name_len` goes past the buffer (and stays there) once it cannot.
+    name: [u8; MAX_FORBIDDEN_NAME],
+    name_len: usize,
 }
 
 /// The body is complete: `body` decoded bytes at the region start, `consumed` encoded bytes used.
@@ -73,6 +131,8 @@ impl ChunkedDecoder {
             extension_bytes: 0,
             trailer_bytes: 0,
             line_bytes: 0,
+            name: [0; MAX_FORBIDDEN_NAME],
+            name_len: 0,
         }
     }
 
@@ -176,14 +236,20 @@ impl ChunkedDecoder {
                     if !is_token_byte(b) {
                         return Err(Error::BadRequest);
                     }
+                    self.name_len = 0;
+                    self.push_name_byte(b);
                     State::TrailerName
                 }
             },
             State::TrailerName => {
                 self.count_trailer_byte(limits)?;
                 match b {
+                    b':' if self.forbidden_name() => return Err(Error::BadRequest),
                     b':' => State::TrailerValue,
-                    _ if is_token_byte(b) => State::TrailerName,
+                    _ if is_token_byte(b) => {
+                        self.push_name_byte(b);
+                        State::TrailerName
+                    }
                     _ => return Err(Error::BadRequest),
                 }
             }
@@ -218,9 +284,9 @@ impl ChunkedDecoder {
         })
     }
 
-    /// Trailer fields are checked (`name: value`, like header fields) and counted against the
-    /// head limits, then dropped: they are never merged into the request's headers, so they
-    /// cannot change framing or Host after the fact.
+    /// Trailer fields are checked (`name: value`, like header fields, and none of
+    /// [`FORBIDDEN_TRAILERS`]) and counted against the head limits, then dropped: they are
+    /// never merged into the request's headers.
     fn count_trailer_byte(&mut self, limits: &Limits) -> Result<(), Error> {
         self.trailer_bytes += 1;
         self.line_bytes += 1;
@@ -228,6 +294,20 @@ impl ChunkedDecoder {
             return Err(Error::HeadersTooLarge);
         }
         Ok(())
+    }
+
+    fn push_name_byte(&mut self, b: u8) {
+        if let Some(slot) = self.name.get_mut(self.name_len) {
+            *slot = b.to_ascii_lowercase();
+        }
+        self.name_len = self.name_len.saturating_add(1);
+    }
+
+    /// The trailer name just read is one of [`FORBIDDEN_TRAILERS`].
+    fn forbidden_name(&self) -> bool {
+        self.name
+            .get(..self.name_len)
+            .is_some_and(|name| FORBIDDEN_TRAILERS.iter().any(|f| f.as_bytes() == name))
     }
 
     fn check_body_size(&self, limits: &Limits) -> Result<(), Error> {
@@ -341,6 +421,59 @@ mod tests {
                 Err(Error::BadRequest),
                 "{}",
                 String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_forbidden_trailer_fields() {
+        for name in FORBIDDEN_TRAILERS {
+            let upper = name.to_ascii_uppercase();
+            for name in [name, upper.as_str()] {
+                let enc = format!("1\r\na\r\n0\r\nX-Ok: 1\r\n{name}: x\r\n\r\n");
+                assert_eq!(decode_all(enc.as_bytes()), Err(Error::BadRequest), "{name}");
+                // Split anywhere (a read ending inside the name), the same refusal.
+                for cut in 1..enc.len() {
+                    let mut region = enc.as_bytes()[..cut].to_vec();
+                    let mut dec = ChunkedDecoder::new();
+                    let limits = Limits::default();
+                    let first = dec.decode(&mut region, &limits);
+                    let result = match first {
+                        Ok(None) => {
+                            let freed = dec.compact(&mut region, cut);
+                            region.truncate(cut - freed);
+                            region.extend_from_slice(&enc.as_bytes()[cut..]);
+                            dec.decode(&mut region, &limits)
+                        }
+                        other => other,
+                    };
+                    assert_eq!(result, Err(Error::BadRequest), "{name} cut at {cut}");
+                }
+            }
+        }
+        // Names that merely start or end like a forbidden one, or are longer, are dropped.
+        for name in [
+            "Content-Length-X",
+            "X-Content-Length",
+            "Hosts",
+            "Tex",
+            "If-Unmodified-Since-X",
+            "X-Very-Long-Trailer-Field-Name",
+        ] {
+            let enc = format!("1\r\na\r\n0\r\n{name}: x\r\n\r\n");
+            let (body, used) = decode_all(enc.as_bytes()).expect(name).expect(name);
+            assert_eq!((body.as_slice(), used), (&b"a"[..], enc.len()), "{name}");
+        }
+    }
+
+    #[test]
+    fn forbidden_trailer_list_is_lower_case_tokens() {
+        for name in FORBIDDEN_TRAILERS {
+            assert!(name.len() <= MAX_FORBIDDEN_NAME, "{name}");
+            assert!(
+                name.bytes()
+                    .all(|b| is_token_byte(b) && !b.is_ascii_uppercase()),
+                "{name}"
             );
         }
     }

@@ -26,7 +26,10 @@ impl<'a> Request<'a> {
         self.method
     }
 
-    /// The request target without its query: `/users/7` for `/users/7?x=1`.
+    /// The request target without its query: `/users/7` for `/users/7?x=1`. For an
+    /// absolute-form target, its path alone: `/x` for `http://host/x?y` (and `/` for
+    /// `http://host`); its authority is in `Host`, which must match it. `*` for `OPTIONS *`.
+    /// As sent: never percent-decoded or normalised.
     pub fn path(&self) -> &'a str {
         self.path
     }
@@ -145,21 +148,19 @@ pub(crate) fn parse_head<'a>(
     check_complete_lines(buf, len, headers, limits)?;
     // Origin-form (`/path?query`) is nearly every request: one pass over its bytes. The other
     // forms go through `parse_other_target`, off the hot path.
-    let Target {
-        path,
-        query,
-        authority,
-    } = if target.as_bytes().first() == Some(&b'/') && method != "CONNECT" {
-        split_origin_form(target)?
+    let origin_form = target.as_bytes().first() == Some(&b'/') && method != "CONNECT";
+    let (path, query, other) = if origin_form {
+        let (path, query) = split_origin_form(target).ok_or(Error::BadRequest)?;
+        (path, query, None)
     } else {
-        parse_other_target(method, target)?
+        let other = parse_other_target(method, target)?;
+        (other.path, other.query, Some(other))
     };
 
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut seen_te = false;
     let mut hosts = 0usize;
-    let mut host: &[u8] = b"";
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
@@ -179,7 +180,6 @@ pub(crate) fn parse_head<'a>(
             chunked = parse_transfer_encoding(h.value)?;
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
-            host = h.value;
             if h.value.iter().any(|b| b.is_ascii_whitespace()) {
                 return Err(Error::BadRequest);
             }
@@ -205,14 +205,8 @@ pub(crate) fn parse_head<'a>(
     if version == 1 && hosts != 1 || hosts > 1 {
         return Err(Error::BadRequest);
     }
-    // Absolute-form: RFC 9112 §3.2.2 has the server use the target's authority, not Host, and
-    // the client send both the same. Where they differ, two parties could route the request
-    // differently (a front end by Host, the application by the target): refused, so the Host
-    // an application reads is always the authority the request was sent to.
-    if let Some(authority) = authority {
-        if hosts == 1 && !host.eq_ignore_ascii_case(authority.as_bytes()) {
-            return Err(Error::BadRequest);
-        }
+    if let Some(other) = other {
+        check_other_target(&other, headers)?;
     }
     let framing = match (chunked, content_length) {
         (true, Some(_)) => return Err(Error::BadRequest),
@@ -246,57 +240,83 @@ pub(crate) fn parse_head<'a>(
 /// The request-target, split (RFC 9112 §3.2).
 struct Target<'a> {
     /// What [`Request::path`] returns: the path of origin-form and absolute-form (`/` when the
-    /// absolute-form's path is empty), `*` for asterisk-form, `host:port` for authority-form.
+    /// absolute-form's path is empty), `*` for asterisk-form, `host:port` for authority-form
+    /// (which no handler sees: CONNECT is refused).
     path: &'a str,
     query: Option<&'a str>,
     /// The authority of an absolute-form target (to be compared with Host).
     authority: Option<&'a str>,
+    /// A CONNECT request (authority-form).
+    tunnel: bool,
 }
 
-/// Which bytes may appear in a request-target, outside the authority of absolute-form.
+/// Which bytes may appear in a request-target's path and query (the authority of the other
+/// forms is checked by [`split_host_port`]).
 ///
-/// RFC 3986's characters are allowed (unreserved, sub-delimiters, `: @ / ? %`), and also
-/// `[ ] { } | ^` and backquote: the grammar excludes them, but browsers send them
-/// unencoded (the WHATWG URL Standard leaves them as they are in a query, `[ ] |` in a path
-/// too), and none of them changes how a request is routed. Refused: every control byte,
-/// space, DEL, every byte of 0x80 and above (a target is ASCII: RFC 9112 §3.2 has no
-/// encoding for anything else), and the five printable ones no client sends unencoded: `"`,
-/// `<`, `>` (always percent-encoded), `#` (a fragment is never sent), and `\` (browsers
-/// turn it into `/`; some servers and proxies read it as `/` and others do not).
-static TARGET_BYTE: [bool; 256] = {
-    let mut table = [false; 256];
+/// Allowed: RFC 3986's characters (unreserved, sub-delimiters, `: @ / ? %`, and `[ ]`, which
+/// it keeps for IPv6 hosts), and `{ } | ^` and backquote, which its grammar excludes but
+/// browsers send unencoded (the WHATWG URL Standard leaves all of these as they are in a
+/// query) and which change nothing about how a request is routed. Refused: every control
+/// byte, space, DEL, every byte of 0x80 and above (a target is ASCII; RFC 9112 §3.2 has no
+/// room for anything else), and five printable bytes: `"`, `<`, `>` (browsers always
+/// percent-encode them), `#` (a fragment is never part of a target), and `\` (browsers turn
+/// it into `/` in a path; where it arrives raw, some servers and proxies read it as `/` and
+/// others do not: two parties could route the request differently).
+static TARGET_BYTE: [u8; 256] = {
+    let mut table = [0; 256];
     let mut b = b'!';
     while b <= b'~' {
-        table[b as usize] = !matches!(b, b'"' | b'#' | b'<' | b'>' | b'\\');
+        table[b as usize] = match b {
+            b'"' | b'#' | b'<' | b'>' | b'\\' => 0,
+            b'?' => ALLOWED,
+            _ => ALLOWED | PLAIN,
+        };
         b += 1;
     }
     table
 };
+/// [`TARGET_BYTE`] bit: the byte may appear in a path or a query.
+const ALLOWED: u8 = 2;
+/// [`TARGET_BYTE`] bit: the byte may appear in a path, and is not the `?` that ends it.
+const PLAIN: u8 = 1;
+
+/// How many leading bytes of `bytes` have the `bit` of [`TARGET_BYTE`]: eight bytes at a
+/// time while they all have it (the AND of their classes keeps it: no branch per byte), then
+/// one by one.
+#[inline(always)]
+fn leading_with(bytes: &[u8], bit: u8) -> usize {
+    let class = |b: u8| TARGET_BYTE[usize::from(b)];
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        if word.iter().fold(bit, |acc, &b| acc & class(b)) == 0 {
+            break;
+        }
+        i += 8;
+    }
+    while bytes.get(i).is_some_and(|&b| class(b) & bit != 0) {
+        i += 1;
+    }
+    i
+}
 
 /// Origin-form (`/path?query`), or the path and query of absolute-form: every byte checked
 /// against [`TARGET_BYTE`] and the first `?` found, in one pass.
-fn split_origin_form(target: &str) -> Result<Target<'_>, Error> {
+#[inline(always)]
+fn split_origin_form(target: &str) -> Option<(&str, Option<&str>)> {
     let bytes = target.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if !TARGET_BYTE[usize::from(b)] {
-            return Err(Error::BadRequest);
-        }
-        if b == b'?' {
-            if !bytes[i + 1..].iter().all(|&b| TARGET_BYTE[usize::from(b)]) {
-                return Err(Error::BadRequest);
+    let end = leading_with(bytes, PLAIN);
+    let (path, query) = match bytes.get(end) {
+        None => (target, None),
+        Some(b'?') => {
+            let query = &bytes[end + 1..];
+            if leading_with(query, ALLOWED) != query.len() {
+                return None;
             }
-            return Ok(Target {
-                path: &target[..i],
-                query: Some(&target[i + 1..]),
-                authority: None,
-            });
+            (&target[..end], Some(&target[end + 1..]))
         }
-    }
-    Ok(Target {
-        path: target,
-        query: None,
-        authority: None,
-    })
+        Some(_) => return None,
+    };
+    Some((path, query))
 }
 
 /// The request-target forms other than origin-form, each only with its method (RFC 9112
@@ -318,6 +338,7 @@ fn parse_other_target<'a>(method: &str, target: &'a str) -> Result<Target<'a>, E
             path: target,
             query: None,
             authority: None,
+            tunnel: true,
         });
     }
     if target == "*" {
@@ -326,6 +347,7 @@ fn parse_other_target<'a>(method: &str, target: &'a str) -> Result<Target<'a>, E
                 path: target,
                 query: None,
                 authority: None,
+                tunnel: false,
             })
         } else {
             Err(Error::BadRequest)
@@ -357,16 +379,44 @@ fn parse_other_target<'a>(method: &str, target: &'a str) -> Result<Target<'a>, E
             path: "/",
             query: None,
             authority: None,
+            tunnel: false,
         },
-        Some(b'?') => Target {
-            query: Some(split_origin_form(path_query)?.query.unwrap_or("")),
-            path: "/",
-            authority: None,
-        },
-        Some(_) => split_origin_form(path_query)?,
+        Some(_) => {
+            let (path, query) = split_origin_form(path_query).ok_or(Error::BadRequest)?;
+            Target {
+                // `http://host?q`: the path is empty, and stands for `/`.
+                path: if path.is_empty() { "/" } else { path },
+                query,
+                authority: None,
+                tunnel: false,
+            }
+        }
     };
     split.authority = Some(authority);
     Ok(split)
+}
+
+/// What the other target forms ask of the headers, once they have been checked.
+#[cold]
+fn check_other_target(target: &Target<'_>, headers: &[httparse::Header<'_>]) -> Result<(), Error> {
+    // Absolute-form: RFC 9112 §3.2.2 has the server use the target's authority, not Host, and
+    // the client send both the same. Where they differ, two parties could route the request
+    // differently (a front end by Host, the application by the target): refused, so the Host
+    // an application reads is always the authority the request was sent to. (Host is single
+    // by now; HTTP/1.0 may leave it out.)
+    if let Some(authority) = target.authority {
+        let host = headers.iter().find(|h| h.name.eq_ignore_ascii_case("host"));
+        if host.is_some_and(|h| !h.value.eq_ignore_ascii_case(authority.as_bytes())) {
+            return Err(Error::BadRequest);
+        }
+    }
+    // A well-formed CONNECT asks for a tunnel, which a handler cannot give (it answers with a
+    // framed response, and a 2xx to CONNECT must not be framed: RFC 9110 §9.3.6). This is not
+    // a proxy: 501, as for any method it does not implement (§9.1).
+    if target.tunnel {
+        return Err(Error::NotImplemented);
+    }
+    Ok(())
 }
 
 /// `host[:port]` of an authority without userinfo: `None` when its bytes are not those of
@@ -379,11 +429,7 @@ fn split_host_port(authority: &str) -> Option<(&str, &str)> {
         // An IPv6 (or IPvFuture) literal: hex digits, dots, colons and the IPvFuture bytes.
         let close = memchr(b']', bytes)?;
         let inside = &bytes[1..close];
-        if inside.is_empty()
-            || !inside
-                .iter()
-                .all(|&b| is_reg_name_byte(b) || b == b':')
-        {
+        if inside.is_empty() || !inside.iter().all(|&b| is_reg_name_byte(b) || b == b':') {
             return None;
         }
         close + 1
@@ -600,6 +646,132 @@ mod tests {
         assert_eq!(head.framing, Framing::Length(0));
         assert!(head.keep_alive);
         assert!(!head.is_head);
+    }
+
+    /// `(path, query)` of `METHOD target HTTP/1.1` with `Host: h`.
+    fn target(method: &str, target: &str) -> Result<(String, Option<String>), Error> {
+        let req = format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        parse_head(req.as_bytes(), &mut slots, &Limits::default()).map(|h| {
+            let h = h.expect("complete");
+            (
+                h.request.path().to_string(),
+                h.request.query().map(str::to_string),
+            )
+        })
+    }
+
+    #[test]
+    fn request_target_forms() {
+        let ok = |p: &str, q: Option<&str>| Ok((p.to_string(), q.map(str::to_string)));
+        assert_eq!(target("GET", "/a/b?x=1?y=/z"), ok("/a/b", Some("x=1?y=/z")));
+        assert_eq!(target("GET", "/?"), ok("/", Some("")));
+        assert_eq!(target("OPTIONS", "*"), ok("*", None));
+        assert_eq!(target("OPTIONS", "/x"), ok("/x", None));
+        assert_eq!(target("GET", "http://h/x?y"), ok("/x", Some("y")));
+        assert_eq!(target("GET", "HTTPS://H/x"), ok("/x", None));
+        assert_eq!(target("GET", "http://h"), ok("/", None));
+        assert_eq!(target("GET", "http://h?y"), ok("/", Some("y")));
+        assert_eq!(target("POST", "http://h/"), ok("/", None));
+        // A well-formed CONNECT: not implemented (this is not a proxy).
+        for good in ["h:443", "[::1]:8080", "1.2.3.4:1", "h:65535"] {
+            assert_eq!(
+                target("CONNECT", good),
+                Err(Error::NotImplemented),
+                "{good}"
+            );
+        }
+        // Tolerated outside RFC 3986's grammar: what browsers send unencoded.
+        assert_eq!(
+            target("GET", "/a[]|{}^`?q[]={x}|^`"),
+            ok("/a[]|{}^`", Some("q[]={x}|^`"))
+        );
+        for (method, bad) in [
+            ("GET", "*"),
+            ("POST", "*"),
+            ("OPTIONS", "*x"),
+            ("OPTIONS", "**"),
+            ("CONNECT", "/"),
+            ("CONNECT", "*"),
+            ("CONNECT", "http://h:443/"),
+            ("CONNECT", "h"),
+            ("CONNECT", "h:"),
+            ("CONNECT", ":443"),
+            ("CONNECT", "h:0"),
+            ("CONNECT", "h:65536"),
+            ("CONNECT", "h:44a"),
+            ("CONNECT", "u@h:443"),
+            ("CONNECT", "h:443/"),
+            ("GET", "h:80"),
+            ("GET", "a/b"),
+            ("GET", "ftp://h/"),
+            ("GET", "http:/h/"),
+            ("GET", "http:h/"),
+            ("GET", "http:///x"),
+            ("GET", "http://:80/x"),
+            ("GET", "http://u@h/"),
+            ("GET", "http://h:8a/"),
+            ("GET", "http://h\"/"),
+            ("GET", "http://h/\""),
+            ("GET", "/caf\u{e9}"),
+            ("GET", "/a\"b"),
+            ("GET", "/a<b"),
+            ("GET", "/a>b"),
+            ("GET", "/a#b"),
+            ("GET", "/a\\b"),
+            ("GET", "/?q=<x>"),
+            ("GET", "/?q=\u{e9}"),
+            ("GET", "/?q#f"),
+        ] {
+            assert_eq!(
+                target(method, bad),
+                Err(Error::BadRequest),
+                "{method} {bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn absolute_form_authority_must_match_host() {
+        let f = |r: &[u8]| parse(r).map(|h| h.is_some());
+        assert_eq!(
+            f(b"GET http://h:80/ HTTP/1.1\r\nHost: H:80\r\n\r\n"),
+            Ok(true)
+        );
+        for bad in [
+            &b"GET http://h/ HTTP/1.1\r\nHost: evil\r\n\r\n"[..],
+            b"GET http://h:80/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h/ HTTP/1.1\r\n\r\n",
+            b"GET http://h/ HTTP/1.0\r\nHost: evil\r\n\r\n",
+        ] {
+            assert_eq!(
+                f(bad),
+                Err(Error::BadRequest),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // HTTP/1.0 needs no Host: the target's authority stands alone.
+        assert_eq!(f(b"GET http://h/ HTTP/1.0\r\n\r\n"), Ok(true));
+    }
+
+    #[test]
+    fn every_target_byte_class() {
+        for b in 0..=255u8 {
+            let mut t = b"/a".to_vec();
+            t.push(b);
+            let req = [b"GET ", &t[..], b" HTTP/1.1\r\nHost: h\r\n\r\n"].concat();
+            let allowed = (b'!'..=b'~').contains(&b) && !b"\"#<>\\".contains(&b);
+            let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let got = parse_head(&req, &mut slots, &Limits::default()).map(|h| h.is_some());
+            if allowed {
+                assert_eq!(got, Ok(true), "byte {b:#04x}");
+            } else {
+                // A space ends the target early (then the version is wrong); CR and LF end
+                // the line: all refused one way or another.
+                assert!(got.is_err(), "byte {b:#04x}: {got:?}");
+            }
+        }
     }
 
     #[test]
