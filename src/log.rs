@@ -18,22 +18,70 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Where log lines go.
+/// Where log lines go: the process's standard stream (stderr for the error log, stdout
+/// for the access log, `-` on the command line), or a file.
 enum Sink {
-    Stderr,
+    Std,
     File { path: PathBuf, file: File },
+}
+
+impl Sink {
+    /// The sink `path` names (`-`: the standard stream); the error names the file.
+    fn at(path: &Path, what: &str) -> Result<Sink, String> {
+        if is_stderr(path) {
+            return Ok(Sink::Std);
+        }
+        let file =
+            open(path).map_err(|e| format!("cannot open the {what} {}: {e}", path.display()))?;
+        Ok(Sink::File {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    fn path(&self) -> Option<PathBuf> {
+        match self {
+            Sink::Std => None,
+            Sink::File { path, .. } => Some(path.clone()),
+        }
+    }
+
+    /// Open the path again and write there from now on; on failure the old file stays.
+    fn reopen(&mut self, what: &str) -> Result<(), String> {
+        let Sink::File { path, file } = self else {
+            return Ok(());
+        };
+        match open(path) {
+            Ok(fresh) => {
+                *file = fresh;
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "cannot reopen the {what} {}: {e}; still writing to the old file",
+                path.display()
+            )),
+        }
+    }
 }
 
 static SINK: OnceLock<Mutex<Sink>> = OnceLock::new();
 static ACCESS: OnceLock<Mutex<Option<Sink>>> = OnceLock::new();
 
 fn sink() -> &'static Mutex<Sink> {
-    SINK.get_or_init(|| Mutex::new(Sink::Stderr))
+    SINK.get_or_init(|| Mutex::new(Sink::Std))
 }
 
 fn lock() -> MutexGuard<'static, Sink> {
     // A panic while writing a line leaves the sink usable: it holds no invariant.
     sink()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The access log's sink, locked (`None` inside: no access log).
+fn access() -> MutexGuard<'static, Option<Sink>> {
+    ACCESS
+        .get_or_init(|| Mutex::new(None))
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -66,94 +114,41 @@ pub fn init(path: &Path, level: tracing::Level) -> Result<(), String> {
 
 /// Send lines to `path` from now on (a reload that names another file).
 pub fn set(path: &Path) -> Result<(), String> {
-    let new = if is_stderr(path) {
-        Sink::Stderr
-    } else {
-        let file =
-            open(path).map_err(|e| format!("cannot open the error log {}: {e}", path.display()))?;
-        Sink::File {
-            path: path.to_path_buf(),
-            file,
-        }
-    };
+    let new = Sink::at(path, "error log")?;
     *lock() = new;
     Ok(())
 }
 
 /// The file lines go to now (`None`: stderr).
 pub fn current() -> Option<PathBuf> {
-    match &*lock() {
-        Sink::Stderr => None,
-        Sink::File { path, .. } => Some(path.clone()),
-    }
+    lock().path()
 }
 
 /// SIGUSR1: open the logs' paths again and write there from now on. If one cannot be
 /// opened, its lines keep going to the old file, and the error says why.
 pub fn reopen() -> Result<(), String> {
-    let errors = {
-        let mut guard = lock();
-        reopen_sink(&mut guard, "error log")
-    };
-    let access = ACCESS.get().map(|a| {
-        let mut guard = a.lock().unwrap_or_else(|p| p.into_inner());
-        match &mut *guard {
-            Some(sink) => reopen_sink(sink, "access log"),
-            None => Ok(()),
-        }
-    });
-    errors.and(access.unwrap_or(Ok(())))
-}
-
-fn reopen_sink(sink: &mut Sink, what: &str) -> Result<(), String> {
-    let Sink::File { path, file } = sink else {
-        return Ok(());
-    };
-    match open(path) {
-        Ok(fresh) => {
-            *file = fresh;
-            Ok(())
-        }
-        Err(e) => Err(format!(
-            "cannot reopen the {what} {}: {e}; still writing to the old file",
-            path.display()
-        )),
-    }
+    let errors = lock().reopen("error log");
+    let access = access().as_mut().map_or(Ok(()), |s| s.reopen("access log"));
+    errors.and(access)
 }
 
 /// `--access-logfile`: stdout for `-`, else `path` (created if missing, appended to).
 pub fn init_access(path: &Path) -> Result<(), String> {
-    let sink = if is_stderr(path) {
-        Sink::Stderr
-    } else {
-        Sink::File {
-            path: path.to_path_buf(),
-            file: open(path)
-                .map_err(|e| format!("cannot open the access log {}: {e}", path.display()))?,
-        }
-    };
-    let cell = ACCESS.get_or_init(|| Mutex::new(None));
-    *cell.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+    let sink = Sink::at(path, "access log")?;
+    *access() = Some(sink);
     Ok(())
 }
 
 /// The access log's file (`None`: stdout, or no access log).
 pub fn access_path() -> Option<PathBuf> {
-    let cell = ACCESS.get()?;
-    match &*cell.lock().unwrap_or_else(|p| p.into_inner()) {
-        Some(Sink::File { path, .. }) => Some(path.clone()),
-        _ => None,
-    }
+    access().as_ref().and_then(Sink::path)
 }
 
 /// Write whole access-log lines in one write (`-`: stdout).
 pub fn write_access(lines: &[u8]) -> io::Result<()> {
-    let Some(cell) = ACCESS.get() else {
-        return Ok(());
-    };
-    match &mut *cell.lock().unwrap_or_else(|p| p.into_inner()) {
+    match &mut *access() {
         Some(Sink::File { file, .. }) => file.write_all(lines),
-        Some(Sink::Stderr) => io::stdout().write_all(lines),
+        Some(Sink::Std) => io::stdout().write_all(lines),
         None => Ok(()),
     }
 }
@@ -175,7 +170,7 @@ impl<'a> MakeWriter<'a> for Writer {
 impl Write for Line {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut *self.0 {
-            Sink::Stderr => io::stderr().write(buf),
+            Sink::Std => io::stderr().write(buf),
             Sink::File { file, .. } => file.write(buf),
         }
     }
@@ -183,7 +178,7 @@ impl Write for Line {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         // A failed write (a full disk) drops the line rather than stall or crash the caller.
         let _ = match &mut *self.0 {
-            Sink::Stderr => io::stderr().write_all(buf),
+            Sink::Std => io::stderr().write_all(buf),
             Sink::File { file, .. } => file.write_all(buf),
         };
         Ok(())
