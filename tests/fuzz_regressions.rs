@@ -6,6 +6,8 @@
 //! Driven as the worker drives a socket: flush output before receiving, stop once the
 //! connection wants to close. The `Server`/`Date` block is removed from outputs.
 
+mod common;
+
 use ringcorn::http::{Connection, Context, Limits, Want};
 use ringcorn::{Request, Response};
 
@@ -22,33 +24,7 @@ fn echo(req: &Request<'_>, res: &mut Response<'_>) {
 
 /// Feed `pieces`, one read each; return what was sent (Date block removed) and want() at the end.
 fn run(limits: Limits, pieces: &[&[u8]]) -> (String, Want) {
-    let mut ctx = Context::new(limits);
-    let mut conn = Connection::new();
-    let mut handler = echo;
-    let mut out = Vec::new();
-    'reads: for piece in pieces {
-        let mut rest = *piece;
-        while !rest.is_empty() {
-            if conn.want() == Want::Close {
-                break 'reads;
-            }
-            assert_eq!(conn.want(), Want::Read);
-            let n = conn.receive(rest, &ctx);
-            assert!(n > 0, "no room to receive while reading is wanted");
-            rest = &rest[n..];
-            loop {
-                conn.process(&mut handler, &mut ctx);
-                if conn.want() != Want::Write {
-                    break;
-                }
-                out.extend_from_slice(conn.output());
-                let n = conn.output().len();
-                conn.sent(n);
-            }
-        }
-    }
-    let date = std::str::from_utf8(ctx.date.header_block()).expect("ascii");
-    (String::from_utf8_lossy(&out).replace(date, ""), conn.want())
+    common::drive_sans_io(limits, echo, pieces)
 }
 
 /// `bytes` in reads of `sizes`, cycled.

@@ -5,7 +5,9 @@
 
 use std::cell::RefCell;
 
-use ringcorn::http::{Connection, Context, Limits, Want};
+mod common;
+
+use ringcorn::http::{Limits, Want};
 use ringcorn::{Request, Response};
 
 /// What the handler saw of one request.
@@ -39,38 +41,8 @@ fn record(req: &Request<'_>, res: &mut Response<'_>) {
 /// removed), want() at the end, and what the handler saw.
 fn run(limits: Limits, pieces: &[&[u8]]) -> (String, Want, Vec<Seen>) {
     SEEN.with(|s| s.borrow_mut().clear());
-    let mut ctx = Context::new(limits);
-    let mut conn = Connection::new();
-    let mut handler = record;
-    let mut out = Vec::new();
-    'reads: for piece in pieces {
-        let mut rest = *piece;
-        while !rest.is_empty() {
-            if conn.want() == Want::Close {
-                break 'reads;
-            }
-            assert_eq!(conn.want(), Want::Read);
-            let n = conn.receive(rest, &ctx);
-            assert!(n > 0, "no room to receive while reading is wanted");
-            rest = &rest[n..];
-            loop {
-                conn.process(&mut handler, &mut ctx);
-                if conn.want() != Want::Write {
-                    break;
-                }
-                out.extend_from_slice(conn.output());
-                let n = conn.output().len();
-                conn.sent(n);
-            }
-        }
-    }
-    let date = std::str::from_utf8(ctx.date.header_block()).expect("ascii");
-    let seen = SEEN.with(|s| s.borrow().clone());
-    (
-        String::from_utf8_lossy(&out).replace(date, ""),
-        conn.want(),
-        seen,
-    )
+    let (out, want) = common::drive_sans_io(limits, record, pieces);
+    (out, want, SEEN.with(|s| s.borrow().clone()))
 }
 
 fn seen(method: &str, path: &str, query: Option<&str>, host: Option<&str>) -> Seen {

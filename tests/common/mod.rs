@@ -1665,3 +1665,44 @@ impl Drop for MasterGuard {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The sans-IO connection, driven without a socket
+// ---------------------------------------------------------------------------
+
+/// Feed `pieces` to a fresh sans-IO connection, one read each, as the worker drives a
+/// socket: flush the output before receiving again, stop once it wants to close. Returns
+/// what it sent, with the `Server`/`Date` block removed, and `want()` at the end.
+pub fn drive_sans_io<H: ringcorn::Handler>(
+    limits: ringcorn::http::Limits,
+    mut handler: H,
+    pieces: &[&[u8]],
+) -> (String, ringcorn::http::Want) {
+    use ringcorn::http::{Connection, Context, Want};
+    let mut ctx = Context::new(limits);
+    let mut conn = Connection::new();
+    let mut out = Vec::new();
+    'reads: for piece in pieces {
+        let mut rest = *piece;
+        while !rest.is_empty() {
+            if conn.want() == Want::Close {
+                break 'reads;
+            }
+            assert_eq!(conn.want(), Want::Read);
+            let n = conn.receive(rest, &ctx);
+            assert!(n > 0, "no room to receive while reading is wanted");
+            rest = &rest[n..];
+            loop {
+                conn.process(&mut handler, &mut ctx);
+                if conn.want() != Want::Write {
+                    break;
+                }
+                out.extend_from_slice(conn.output());
+                let n = conn.output().len();
+                conn.sent(n);
+            }
+        }
+    }
+    let date = std::str::from_utf8(ctx.date.header_block()).expect("ascii");
+    (String::from_utf8_lossy(&out).replace(date, ""), conn.want())
+}
