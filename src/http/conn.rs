@@ -38,7 +38,9 @@ pub enum Want {
 /// Progress on the request at the start of the input, kept while its body arrives.
 #[derive(Debug, Default)]
 struct Pending {
-    chunked: Option<ChunkedDecoder>,
+    /// Boxed: most requests have no chunked body, and every idle connection would otherwise
+    /// carry the decoder's ~90 bytes.
+    chunked: Option<Box<ChunkedDecoder>>,
     continue_sent: bool,
     /// Input bytes (from the request start) a Content-Length request needs in full: its head
     /// is complete and its body is awaited.
@@ -292,7 +294,10 @@ impl Connection {
             }
             Framing::Chunked => {
                 let (head_bytes, region) = buf.split_at_mut(head_len);
-                let decoder = self.pending.chunked.get_or_insert_with(ChunkedDecoder::new);
+                let decoder = self
+                    .pending
+                    .chunked
+                    .get_or_insert_with(|| Box::new(ChunkedDecoder::new()));
                 let done = match decoder.decode(region, &ctx.limits) {
                     Err(e) => return Some(self.fail(e, ctx)),
                     Ok(None) => {

@@ -8,6 +8,7 @@
 //! are checked on a periodic tick: an expired connection's socket is shut down, which completes
 //! its pending operation and lets the normal path close it.
 
+mod clock;
 mod health;
 mod ring;
 mod wake;
@@ -15,7 +16,7 @@ mod wake;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use io_uring::{cqueue, opcode, types, IoUring};
 use slab::Slab;
@@ -25,6 +26,7 @@ use crate::http::access_log::AccessLog;
 use crate::http::{ConnInfo, Connection, Context, Limits, Scheme, Want};
 use crate::master::Pulse;
 use crate::{App, Handler, WorkerInfo};
+use clock::Moment;
 use health::Health;
 pub use ring::Mode;
 use ring::{push, token, untoken, Op};
@@ -133,10 +135,10 @@ struct Conn {
     fd: OwnedFd,
     http: Connection,
     /// When the pending operation should have completed by (checked on each tick).
-    deadline: Instant,
+    deadline: Moment,
     /// When the request under way must have arrived in full: its head is due by
     /// `--header-timeout` after its first bytes, then its body by `--body-timeout` after that.
-    request_deadline: Instant,
+    request_deadline: Moment,
     /// The request under way has its head; `request_deadline` is the body's.
     in_body: bool,
     /// Its receive is being cancelled so that it can be parked.
@@ -151,7 +153,7 @@ impl Conn {
     /// When the connection went idle (nothing received or owed), if it is idle. An idle
     /// connection's deadline is always `keep_alive` after it went idle (set by `open_conn`
     /// and `advance`).
-    fn idle_since(&self, keep_alive: Duration) -> Option<Instant> {
+    fn idle_since(&self, keep_alive: Duration) -> Option<Moment> {
         let idle = !self.http.mid_request() && self.http.want() == Want::Read;
         idle.then(|| self.deadline - keep_alive)
     }
@@ -169,8 +171,8 @@ struct Worker<H> {
     proxy: Option<(crate::http::proxy::Version, crate::config::Cidrs)>,
     /// When the access log's lines were last written out; when a write last failed (the
     /// error is reported at most every [`LOG_ERROR_EVERY`]) and the bytes dropped since.
-    log_flushed: Instant,
-    log_failed: Option<(Instant, usize)>,
+    log_flushed: Moment,
+    log_failed: Option<(Moment, usize)>,
     /// A multishot accept is armed on listener i.
     accepting: Vec<bool>,
     /// Accepting is paused after running out of descriptors or memory (until a timer).
@@ -192,7 +194,7 @@ struct Worker<H> {
     body_timeout: Duration,
     send_timeout: Duration,
     /// Coarse clock, read once per completion batch.
-    now: Instant,
+    now: Moment,
     draining: bool,
     /// A connection was parked since the last tick (its freed buffers can be trimmed).
     parked_since_tick: bool,
@@ -239,7 +241,7 @@ impl<H: Handler> Worker<H> {
             handler,
             ctx,
             proxy: spec.proxy,
-            log_flushed: Instant::now(),
+            log_flushed: Moment::now(),
             log_failed: None,
             wake: spec.wake,
             wake_buf: Box::leak(Box::new(0)),
@@ -249,7 +251,7 @@ impl<H: Handler> Worker<H> {
             header_timeout: spec.header_timeout,
             body_timeout: spec.body_timeout,
             send_timeout: spec.send_timeout,
-            now: Instant::now(),
+            now: Moment::now(),
             draining: false,
             parked_since_tick: false,
             pulse: spec.pulse,
@@ -275,7 +277,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
                 Err(e) => return Err(e),
             }
-            self.now = Instant::now();
+            self.now = Moment::now();
             loop {
                 let mut n = 0;
                 for cqe in self.ring.completion().take(batch.len()) {
