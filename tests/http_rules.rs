@@ -70,7 +70,16 @@ fn refused(code: u16, reason: &str) -> String {
 /// the authority is in `Host`, which must match it. `OPTIONS *` is seen as `*`.
 #[test]
 fn what_handlers_see_of_each_target_form() {
-    let cases: [(&[u8], Seen); 7] = [
+    let cases: [(&[u8], Seen); 9] = [
+        (
+            b"GET /caf%C3%A9/%2fx%41 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            seen("GET", "/caf%C3%A9/%2fx%41", None, Some("localhost")),
+        ),
+        (
+            // A query's `%` need not begin an escape (nginx passes it too).
+            b"GET /p%20q?off=50%&x=%zz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            seen("GET", "/p%20q", Some("off=50%&x=%zz"), Some("localhost")),
+        ),
         (
             b"GET /a/b?x=1?y HTTP/1.1\r\nHost: localhost\r\n\r\n",
             seen("GET", "/a/b", Some("x=1?y"), Some("localhost")),
@@ -129,6 +138,21 @@ fn new_refusals_are_the_same_however_split() {
         (
             "non-ASCII in the target",
             b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
+            refused(400, "Bad Request"),
+        ),
+        (
+            "a malformed escape in the path",
+            b"GET /a%zz HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
+            refused(400, "Bad Request"),
+        ),
+        (
+            "an escape cut short at the end of the path",
+            b"GET /a%4 HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
+            refused(400, "Bad Request"),
+        ),
+        (
+            "an escape cut short before the query",
+            b"GET /a%4?x HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
             refused(400, "Bad Request"),
         ),
         (

@@ -354,13 +354,17 @@ fn request_target_bytes_outside_the_uri_grammar_are_refused() {
             ("backslash in the path", line(b"/a\\b"), BAD),
             ("backslash in the query", line(b"/?a\\b"), BAD),
             // Controls: what browsers send unencoded although RFC 3986 excludes it, and
-            // percent-encoding, well-formed or not (passed on as sent, never decoded).
+            // percent-encoding (passed on as sent, never decoded): whole escapes in the path,
+            // anything in the query (as nginx).
             ("[ ] | { } ^ ` tolerated", line(b"/a[]|{}^`?q[]={x}|^`"), OK),
             ("percent-encoding", line(b"/a%20b?c=%2F"), OK),
-            ("malformed percent-encoding", line(b"/a%zz"), OK),
+            ("malformed escape in the path", line(b"/a%zz"), BAD),
+            ("escape cut short in the path", line(b"/a%4"), BAD),
+            ("escape cut short by the query", line(b"/a%4?x"), BAD),
+            ("% of no escape in the query", line(b"/?a=%zz&off=50%"), OK),
             (
                 "every other printable byte",
-                line(b"/aZ09-._~!$&'()*+,;=:@/%?/?"),
+                line(b"/aZ09-._~!$&'()*+,;=:@/%41?/?%"),
                 OK,
             ),
         ],
