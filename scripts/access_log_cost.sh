@@ -2,9 +2,9 @@
 # What the access log costs: server CPU per request with the log off and on (to a file),
 # for ringcorn (`--access-logfile`, the default combined format) and for nginx
 # (`access_log FILE combined buffer=64k flush=100ms`), one worker on CPU 0, wrk -t1 -c64 on
-# CPU 1, the four runs alternating in each round; medians over the rounds of each run and of
-# each round's on-minus-off difference. Target: ringcorn's added CPU per request no more
-# than nginx's.
+# CPU 1, the four runs alternating in each round (off and on back to back, which goes first
+# alternating by round); medians over the rounds of each run and of each round's on-minus-off
+# difference. Target: ringcorn's added CPU per request no more than nginx's.
 #
 # Usage: scripts/access_log_cost.sh [--rounds N] [--seconds S] [--out FILE] [--install]
 # Writes a Markdown table to FILE (default benchmarks/access_log.md).
@@ -116,7 +116,12 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 declare -A ALL
 for round in $(seq "$ROUNDS"); do
     for name in ringcorn nginx; do
-        off="$(run "$name" off)"; on="$(run "$name" on)"
+        # Which runs first alternates: the second run of a pair can be slower.
+        if (( round % 2 )); then
+            off="$(run "$name" off)"; on="$(run "$name" on)"
+        else
+            on="$(run "$name" on)"; off="$(run "$name" off)"
+        fi
         log "round $round $name: off $off, on $on µs/request"
         ALL["$name off"]+="$off"$'\n'
         ALL["$name on"]+="$on"$'\n'
