@@ -1193,6 +1193,7 @@ def main():
         ("access_log.md", "8. Access log cost", "scripts/access_log_cost.sh"),
         ("socket_activation.md", "9. Socket activation: per-worker or shared sockets",
          "scripts/socket_activation.sh"),
+        ("metrics.md", "10. Metrics cost", "scripts/metrics_cost.sh"),
     ]
     for name, title, script in extra:
         report = args.charts / name

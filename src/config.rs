@@ -71,6 +71,8 @@ pub struct Config {
     /// `--forwarded-allow-ips`: peers whose `Forwarded` / `X-Forwarded-*` headers are
     /// believed (none by default).
     pub forwarded_allow_ips: Option<Cidrs>,
+    /// `--metrics`: where the master serves Prometheus metrics (`/metrics`).
+    pub metrics: Option<Bind>,
 }
 
 /// `--worker-class`: how workers are run.
@@ -111,6 +113,7 @@ impl Default for Config {
             proxy_protocol: None,
             proxy_allow_from: default_proxy_allow_from(),
             forwarded_allow_ips: None,
+            metrics: None,
         }
     }
 }
@@ -302,6 +305,12 @@ pub struct Cli {
     #[arg(long, value_name = "CIDRS", value_parser = parse_cidrs, env = "RINGCORN_FORWARDED_ALLOW_IPS")]
     pub forwarded_allow_ips: Option<String>,
 
+    /// Serve Prometheus metrics (text format 0.0.4) at `/metrics` on this address:
+    /// `HOST:PORT` or `unix:PATH`, a listener of its own answered by the master, never by the
+    /// workers. Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_bind, env = "RINGCORN_METRICS")]
+    pub metrics: Option<Bind>,
+
     /// The server's own log: a file (appended to; SIGUSR1 reopens it, for logrotate) or `-`
     /// for stderr.
     #[arg(
@@ -408,6 +417,17 @@ fn parse_log_format(s: &str) -> Result<String, String> {
     crate::http::access_log::Format::parse(s).map(|_| s.to_string())
 }
 
+fn parse_metrics_bind(s: &str) -> Result<Bind, String> {
+    match s.parse::<Bind>()? {
+        Bind::Fd(_) => Err(
+            "the metrics listener is bound by the server: use HOST:PORT or \
+                            unix:PATH, not fd://N"
+                .to_string(),
+        ),
+        bind => Ok(bind),
+    }
+}
+
 fn parse_health_path(s: &str) -> Result<String, String> {
     if !s.starts_with('/') || s.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?') {
         return Err(
@@ -501,6 +521,7 @@ impl Cli {
                 .forwarded_allow_ips
                 .as_deref()
                 .and_then(|s| s.parse().ok()),
+            metrics: self.metrics.clone(),
             access_log: self
                 .access_logfile
                 .as_ref()

@@ -25,6 +25,7 @@ pub mod config;
 pub mod http;
 mod log;
 mod master;
+mod metrics;
 mod run;
 mod worker;
 

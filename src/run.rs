@@ -252,7 +252,7 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
     let mut upgraded = false;
     let mut reloaded = false;
     let end = loop {
-        let signal = signals::wait(SUPERVISE_EVERY);
+        let signal = master.wait(SUPERVISE_EVERY);
         match signal {
             Some(sig @ (Signal::Term | Signal::Int)) => {
                 break End::Graceful(format!("{} received", sig.name()))
@@ -392,7 +392,7 @@ fn delay_stop(master: &mut Running, delay: Duration) -> Option<i32> {
     );
     let until = Instant::now() + delay;
     while Instant::now() < until {
-        match signals::wait(SUPERVISE_EVERY.min(until.saturating_duration_since(Instant::now()))) {
+        match master.wait(SUPERVISE_EVERY.min(until.saturating_duration_since(Instant::now()))) {
             Some(Signal::Quit) => {
                 tracing::info!("Shutting down at once: SIGQUIT received");
                 master.kill();
@@ -432,7 +432,7 @@ fn drain(master: &mut Running, why: &str) -> i32 {
             master.kill();
             return 0;
         }
-        if signals::wait(Duration::ZERO) == Some(Signal::Int) {
+        if master.wait(Duration::ZERO) == Some(Signal::Int) {
             tracing::warn!("second SIGINT: exiting at once");
             master.kill();
             return EXIT_INTERRUPTED;

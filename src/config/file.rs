@@ -176,6 +176,9 @@ pub fn print_config(cli: &Cli) -> String {
     if let Some(ips) = &cli.forwarded_allow_ips {
         put("forwarded-allow-ips", Value::String(ips.clone()));
     }
+    if let Some(metrics) = &cli.metrics {
+        put("metrics", Value::String(metrics.to_string()));
+    }
     put(
         "error-logfile",
         Value::String(cli.error_logfile.to_string_lossy().into_owned()),
@@ -856,6 +859,8 @@ mod tests {
             "a.log",
             "--forwarded-allow-ips",
             "*",
+            "--metrics",
+            "127.0.0.1:9100",
             "hello",
         ])
         .expect("parses");

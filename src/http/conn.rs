@@ -15,6 +15,7 @@ use super::proxy;
 use super::request::{parse_head, Framing, HeaderSlots, MAX_HEADERS};
 use super::response::{self, encode, CONTINUE};
 use super::{Context, Error, Request, Response};
+use crate::metrics::{Counter, Counters};
 use crate::Handler;
 
 /// The first read buffer of a connection; it grows only for a request that needs more.
@@ -229,6 +230,7 @@ impl Connection {
     /// header that did not arrive in time: close without a word).
     pub fn time_out(&mut self, ctx: &mut Context) {
         if self.proxy.is_some() {
+            ctx.counters.add(Counter::ProxyTimeout, 1);
             self.close_after_flush = true;
             return;
         }
@@ -248,6 +250,7 @@ impl Connection {
             proxy::Parsed::Incomplete => false,
             proxy::Parsed::Invalid(why) => {
                 tracing::debug!("PROXY header refused: {why}; closing");
+                ctx.counters.add(Counter::ProxyMalformed, 1);
                 self.close_after_flush = true;
                 self.start = self.filled;
                 false
@@ -327,6 +330,7 @@ impl Connection {
             res_body,
             date,
             access_log,
+            counters,
             ..
         } = ctx;
         let forwarded_info;
@@ -342,6 +346,7 @@ impl Connection {
             body: res_body,
             date,
             log: access_log,
+            counters,
         };
         let close = answer(
             handler,
@@ -387,6 +392,10 @@ impl Connection {
             ctx.date.header_block(),
         );
         self.close_after_flush = true;
+        ctx.counters.add(Counter::response(status), 1);
+        if let Some(refused) = Counter::refused(status) {
+            ctx.counters.add(refused, 1);
+        }
         if let Some(log) = &mut ctx.access_log {
             let entry = Entry {
                 request: None,
@@ -407,6 +416,7 @@ struct Scratch<'c> {
     body: &'c mut Vec<u8>,
     date: &'c super::DateCache,
     log: &'c mut Option<super::access_log::AccessLog>,
+    counters: &'c mut Counters,
 }
 
 /// Call the handler and encode its response. Returns whether the connection closes after it.
@@ -424,6 +434,7 @@ fn answer<H: Handler>(
         body,
         date,
         log,
+        counters,
     } = scratch;
     let started = log.as_ref().map(|_| Instant::now());
     let mut res = Response::new(headers, body);
@@ -452,6 +463,7 @@ fn answer<H: Handler>(
         keep_alive_10: request.version() == 0,
     };
     encode(out, status, headers, body, framing, date.header_block());
+    counters.add(Counter::response(status), 1);
     if let (Some(log), Some(started)) = (log, started) {
         let sends_body = !(is_head || status == 204 || status == 304 || status < 200);
         let entry = Entry {

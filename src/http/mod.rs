@@ -172,6 +172,9 @@ pub struct Context {
     pub peer_changed: bool,
     /// `--forwarded-allow-ips`: peers whose forwarding headers are believed.
     pub forwarded_allow: Option<crate::config::Cidrs>,
+    /// What the worker counts for its metrics (responses, refusals ...), kept here by the
+    /// connection as it answers.
+    pub counters: crate::metrics::Counters,
     res_headers: Vec<u8>,
     res_body: Vec<u8>,
 }

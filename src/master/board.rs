@@ -6,11 +6,14 @@
 //! it has served `--max-requests`. The master only reads (and resets a line before reuse),
 //! except to raise a worker's flags asking it to reopen its log files (SIGUSR1) or telling it
 //! a stop is announced (`--drain-delay`), both rare, so no cache line is written by two
-//! cores while a worker serves.
+//! cores while a worker serves. With `--metrics` the worker also copies its counters into the
+//! line on each tick (cache lines of their own, read by the master when scraped).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use crate::metrics::{Counters, LINE_VALUES};
 
 /// One worker's line.
 #[repr(C, align(64))]
@@ -25,7 +28,12 @@ pub struct Line {
     reopen_logs: AtomicBool,
     /// Set by the master: a stop is announced (`--drain-delay`); the health path says 503.
     stopping: AtomicBool,
+    /// The worker's counters as of its last tick (`--metrics`), on cache lines of their own.
+    counters: Counts,
 }
+
+#[repr(C, align(64))]
+struct Counts([AtomicU64; LINE_VALUES]);
 
 /// The shared lines, unmapped when the master and every worker thread have let go of it.
 pub struct Board {
@@ -82,6 +90,12 @@ impl Board {
         line.retire.store(false, Ordering::Relaxed);
         line.reopen_logs.store(false, Ordering::Relaxed);
         line.stopping.store(false, Ordering::Relaxed);
+        Counters::default().publish(&line.counters.0);
+    }
+
+    /// Worker `i`'s counters as of its last publication.
+    pub fn counters(&self, i: usize) -> Counters {
+        Counters::read(&self.line(i).counters.0)
     }
 
     /// Tell worker `i` that a stop is announced (its health path answers 503).
@@ -161,6 +175,11 @@ impl Pulse {
             .store(n, Ordering::Relaxed);
     }
 
+    /// Publish the worker's counters (`--metrics`).
+    pub fn publish(&self, counters: &Counters) {
+        counters.publish(&self.board.line(self.index).counters.0);
+    }
+
     /// Ask the master for a replacement.
     pub fn retire(&self) {
         self.board
@@ -202,6 +221,12 @@ mod tests {
         board.reset(2);
         assert_eq!(board.served(2), 0);
         assert!(board.beat_age_ms(2) < 1000);
+        let mut counters = Counters::default();
+        counters.add(crate::metrics::Counter::Accepted, 9);
+        pulse.publish(&counters);
+        assert_eq!(board.counters(2), counters);
+        board.reset(2);
+        assert_eq!(board.counters(2), Counters::default());
     }
 
     #[test]

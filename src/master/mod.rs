@@ -11,6 +11,7 @@
 //! for slots above the target, until their queues have run dry and the socket can close.
 
 mod board;
+mod metrics;
 pub mod notify;
 mod pidfile;
 mod privileges;
@@ -24,16 +25,19 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::app::DynApp;
 use crate::config::{available_cpus, Bind, Config, WorkerClass};
+use crate::metrics::text::{Restart, Slot, Snapshot};
+use crate::metrics::Counters;
 use crate::worker::{self, Wake};
 use crate::App;
 use board::Board;
 pub use board::Pulse;
 pub use pidfile::Pidfile;
 pub use privileges::Credentials;
+pub use signals::Signal;
 pub use sockets::BindError;
 use sockets::{Inherited, Sockets};
 pub use upgrade::{Upgrade, UpgradeState};
@@ -176,6 +180,12 @@ pub struct Running {
     stopping: bool,
     /// xorshift state for `--max-requests-jitter`.
     rng: u64,
+    /// `--metrics`: the master's listener for scrapes.
+    metrics: Option<metrics::Endpoint>,
+    /// Per slot: what its exited workers had counted, and why workers were replaced.
+    carried: Vec<Counters>,
+    restarts: Vec<[u64; 3]>,
+    started: (Instant, SystemTime),
 }
 
 impl std::fmt::Debug for Running {
@@ -218,6 +228,14 @@ impl Running {
         let sockets = Sockets::bind(&binds, slots, config.backlog, owner, &mut inherited)
             .map_err(StartError::Bind)?;
         bound().map_err(StartError::Setup)?;
+        // Before privileges drop, like the other sockets (a port below 1024).
+        let metrics = match &config.metrics {
+            Some(bind) => Some(
+                metrics::Endpoint::open(bind, owner, inherited.upgrade())
+                    .map_err(StartError::Bind)?,
+            ),
+            None => None,
+        };
         if let (WorkerClass::Thread, Some(c)) = (config.worker_class, &credentials) {
             // What the server must still open or remove as the user: new sockets in the same
             // reuseport groups (TTIN, reloads), the log it reopens, the pidfile.
@@ -262,6 +280,10 @@ impl Running {
             stop_announced: false,
             stopping: false,
             rng,
+            metrics,
+            carried: Vec::new(),
+            restarts: Vec::new(),
+            started: (Instant::now(), SystemTime::now()),
         };
         // Inherited slots above the target get a worker too, to serve what waits in their
         // queues until they are retired.
@@ -288,6 +310,9 @@ impl Running {
         master.steer();
         for shown in master.sockets.shown() {
             tracing::info!("Listening at: {shown}");
+        }
+        if let Some(m) = &master.metrics {
+            tracing::info!("Metrics at: {}", m.shown());
         }
         Ok(master)
     }
@@ -334,6 +359,7 @@ impl Running {
                 .proxy_protocol
                 .map(|v| (v, self.config.proxy_allow_from.clone())),
             forwarded_allow: self.config.forwarded_allow_ips.clone(),
+            metrics: self.config.metrics.is_some(),
         };
         if self.stop_announced {
             self.board.announce_stop(line);
@@ -565,6 +591,7 @@ impl Running {
             };
             let w = self.workers.swap_remove(i);
             self.served_before += self.board.served(w.line);
+            self.carry(w.slot, w.line);
             let lived = w.started.elapsed();
             let expected = w.state == State::Draining && exit == Exit::Code(0);
             if expected {
@@ -576,6 +603,7 @@ impl Running {
                 continue;
             }
             tracing::error!("{} {} (after {lived:.1?})", w.who(), exit.describe());
+            self.restarted(w.slot, Restart::Died);
             if lived < MIN_LIFETIME {
                 self.fail_slot(w.slot, w.state == State::Starting);
             } else if let Some(b) = self.backoff.get_mut(w.slot) {
@@ -649,6 +677,7 @@ impl Running {
             }
             match self.spawn(slot, vec![line]) {
                 Ok(()) => {
+                    self.restarted(slot, Restart::MaxRequests);
                     if let Some(w) = self.workers.iter_mut().find(|w| w.line == line) {
                         w.replaced = true;
                         tracing::info!(
@@ -864,14 +893,120 @@ impl Running {
             for w in self.workers.iter_mut().filter(|w| old.contains(&w.line)) {
                 w.replaced = true;
             }
+            if !old.is_empty() {
+                self.restarted(slot, Restart::Reload);
+            }
             if let Err(e) = self.spawn(slot, old) {
                 tracing::error!("cannot start worker {slot}: {e}");
             }
         }
+        self.reopen_metrics();
         for shown in self.sockets.shown() {
             tracing::info!("Listening at: {shown}");
         }
         Ok(())
+    }
+
+    /// Wait up to `timeout` for one of the master's signals, serving `--metrics` scrapes
+    /// meanwhile (the signals must be blocked: [`signals::block`]).
+    pub fn wait(&mut self, timeout: Duration) -> Option<Signal> {
+        let mut fds = Vec::new();
+        if let Some(m) = &self.metrics {
+            m.poll_fds(&mut fds);
+        }
+        let signal = signals::wait(timeout, &mut fds);
+        if fds.iter().any(|fd| fd.revents != 0) {
+            if let Some(mut m) = self.metrics.take() {
+                m.serve(&mut || self.render_metrics());
+                self.metrics = Some(m);
+            }
+        }
+        signal
+    }
+
+    /// The Prometheus text of every slot's counters (exited workers' included) and the
+    /// server's own figures.
+    fn render_metrics(&self) -> String {
+        let slots = self
+            .carried
+            .len()
+            .max(self.target)
+            .max(self.workers.iter().map(|w| w.slot + 1).max().unwrap_or(0));
+        let mut view: Vec<Slot> = (0..slots)
+            .map(|i| Slot {
+                counters: self.carried.get(i).cloned().unwrap_or_default(),
+                heartbeat_age: None,
+                restarts: self.restarts.get(i).copied().unwrap_or_default(),
+            })
+            .collect();
+        for w in self.workers.iter().filter(|w| w.state != State::Starting) {
+            let slot = &mut view[w.slot];
+            slot.counters.absorb(&self.board.counters(w.line), true);
+            let age = Duration::from_millis(self.board.beat_age_ms(w.line));
+            slot.heartbeat_age = Some(slot.heartbeat_age.map_or(age, |a| a.max(age)));
+        }
+        let serving = self
+            .workers
+            .iter()
+            .filter(|w| w.state == State::Serving)
+            .count();
+        let start_time = self
+            .started
+            .1
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let class = match self.config.worker_class {
+            WorkerClass::Thread => "thread",
+            WorkerClass::Process => "process",
+        };
+        crate::metrics::text::render(&Snapshot {
+            slots: &view,
+            workers: serving,
+            target: self.target,
+            uptime: self.started.0.elapsed(),
+            start_time,
+            version: env!("CARGO_PKG_VERSION"),
+            worker_class: class,
+        })
+    }
+
+    /// Keep what the worker on `line` counted (it has exited) with its slot's.
+    fn carry(&mut self, slot: usize, line: usize) {
+        if self.carried.len() <= slot {
+            self.carried.resize(slot + 1, Counters::default());
+        }
+        self.carried[slot].absorb(&self.board.counters(line), false);
+    }
+
+    fn restarted(&mut self, slot: usize, why: Restart) {
+        if self.restarts.len() <= slot {
+            self.restarts.resize(slot + 1, [0; 3]);
+        }
+        self.restarts[slot][why as usize] += 1;
+    }
+
+    /// A reload changed `--metrics`: listen on the new address (the old listener stays if
+    /// the new one cannot be had).
+    fn reopen_metrics(&mut self) {
+        let wanted = self.config.metrics.clone();
+        if self.metrics.as_ref().map(|m| m.bind()) == wanted.as_ref() {
+            return;
+        }
+        let Some(bind) = wanted else {
+            tracing::info!("Metrics no longer served");
+            self.metrics = None;
+            return;
+        };
+        // The old listener closes once the new one listens (SO_REUSEPORT lets the same TCP
+        // address, spelt differently, bind beside it).
+        let owner = self.credentials.as_ref().map(|c| (c.uid, c.gid));
+        match metrics::Endpoint::open(&bind, owner, false) {
+            Ok(m) => {
+                tracing::info!("Metrics at: {}", m.shown());
+                self.metrics = Some(m);
+            }
+            Err(e) => tracing::error!("{e}; metrics stay where they were"),
+        }
     }
 
     /// Whether every worker's loop has turned within `max_age` (the systemd watchdog pings

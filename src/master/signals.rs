@@ -1,6 +1,7 @@
 //! The master's signals: blocked in every thread and process it starts (so worker rings are
 //! never interrupted, and a signal to the process group reaches only the master's logic) and
-//! collected synchronously with `sigtimedwait`.
+//! collected synchronously from a signalfd, polled beside whatever else the master waits for
+//! (its metrics listener).
 
 use std::time::Duration;
 
@@ -75,8 +76,58 @@ pub fn block() {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
-/// Wait up to `timeout` for one of the blocked signals.
-pub fn wait(timeout: Duration) -> Option<Signal> {
+/// Wait up to `timeout` for one of the blocked signals, or for one of `fds` to be ready (their
+/// `revents` say which); returns the signal, if one came. The signals are read from a
+/// signalfd polled beside `fds`, so the master can serve its metrics listener in the same
+/// single thread that takes its signals.
+pub fn wait(timeout: Duration, fds: &mut [libc::pollfd]) -> Option<Signal> {
+    let Some(sfd) = signal_fd() else {
+        // No signalfd (out of descriptors at the first wait): signals only.
+        return timed_wait(timeout);
+    };
+    let mut polled = Vec::with_capacity(fds.len() + 1);
+    polled.push(libc::pollfd {
+        fd: sfd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    polled.extend_from_slice(fds);
+    // Round up: a wait of 0.4 ms must not become a busy poll.
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: poll reads and writes `polled.len()` live pollfd entries.
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };
+    for (fd, p) in fds.iter_mut().zip(&polled[1..]) {
+        fd.revents = if n > 0 { p.revents } else { 0 };
+    }
+    if n <= 0 || polled[0].revents == 0 {
+        return None;
+    }
+    // SAFETY: signalfd_siginfo is plain old data; read fills at most its size.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reads into a live local of `size` bytes; the signalfd is non-blocking.
+    let got = unsafe { libc::read(sfd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+    if got != size as isize {
+        return None;
+    }
+    ALL.iter()
+        .find(|(s, _)| *s as u32 == info.ssi_signo)
+        .map(|&(_, signal)| signal)
+}
+
+/// The signalfd of the master's signals, opened at the first wait (they are blocked by then).
+fn signal_fd() -> Option<libc::c_int> {
+    static FD: std::sync::OnceLock<Option<libc::c_int>> = std::sync::OnceLock::new();
+    *FD.get_or_init(|| {
+        let set = set();
+        // SAFETY: signalfd reads a valid sigset_t and returns a new descriptor (kept open for
+        // the process's life; close-on-exec, so an upgrade's new binary does not inherit it).
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        (fd >= 0).then_some(fd)
+    })
+}
+
+fn timed_wait(timeout: Duration) -> Option<Signal> {
     let set = set();
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,

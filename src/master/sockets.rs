@@ -188,6 +188,8 @@ struct Passed {
 #[derive(Default)]
 pub struct Inherited {
     groups: Vec<Passed>,
+    /// The sockets came from the previous master of a binary upgrade (USR2).
+    upgrade: bool,
 }
 
 impl Inherited {
@@ -203,7 +205,10 @@ impl Inherited {
             for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
                 std::env::remove_var(var);
             }
-            return Ok(Inherited { groups });
+            return Ok(Inherited {
+                groups,
+                upgrade: true,
+            });
         }
         let passed = sd_notify::listen_fds_with_names();
         for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
@@ -225,7 +230,15 @@ impl Inherited {
                 fds: vec![OwnedFd::from(socket)],
             });
         }
-        Ok(Inherited { groups })
+        Ok(Inherited {
+            groups,
+            upgrade: false,
+        })
+    }
+
+    /// This master is the new one of a binary upgrade: the old one still runs beside it.
+    pub fn upgrade(&self) -> bool {
+        self.upgrade
     }
 
     /// How many slots the previous master had (the most sockets of any per-slot group).
@@ -1020,6 +1033,70 @@ fn in_use() -> io::Error {
 }
 
 /// The file at `path` as it is now, to remove on exit (`remove`) if it is still that file.
+/// One listening socket of the master's own (`--metrics`): the first address a TCP bind
+/// resolves to (SO_REUSEPORT, so the new master of an upgrade binds it beside the old one),
+/// or a Unix socket, removed when dropped.
+pub struct Single {
+    pub fd: OwnedFd,
+    /// As the startup line shows it.
+    pub shown: String,
+    _file: Option<SocketFile>,
+}
+
+/// Open a [`Single`] socket on `bind`, non-blocking. `take_over`: a Unix path that a live
+/// server answers on (the old master of an upgrade) is replaced rather than refused: the
+/// new socket is bound beside it and renamed over it.
+pub fn listen_single(
+    bind: &Bind,
+    owner: Option<(u32, u32)>,
+    take_over: bool,
+) -> Result<Single, BindError> {
+    const BACKLOG: u32 = 64;
+    let fail = |e| BindError::new(bind, e);
+    let (fd, shown, file) = match bind {
+        Bind::Tcp { .. } => {
+            let addrs = bind.resolve().map_err(|why| fail(io::Error::other(why)))?;
+            let addr = *addrs
+                .first()
+                .ok_or_else(|| fail(io::Error::other("the name resolves to no address")))?;
+            let fd = open_tcp(addr, BACKLOG, true)?;
+            let bound = SockRef::from(&fd)
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .unwrap_or(addr);
+            (fd, format!("http://{bound}"), None)
+        }
+        Bind::Unix(path) => {
+            let fd = match open_unix(path, BACKLOG, owner) {
+                Err(e) if take_over && e.kind() == io::ErrorKind::AddrInUse => {
+                    let beside = path.with_extension(format!("new{}", std::process::id()));
+                    let fd = open_unix(&beside, BACKLOG, owner).map_err(fail)?;
+                    std::fs::rename(&beside, path).map_err(|e| {
+                        let _ = std::fs::remove_file(&beside);
+                        fail(e)
+                    })?;
+                    fd
+                }
+                other => other.map_err(fail)?,
+            };
+            (fd, bind.to_string(), socket_file(path, true))
+        }
+        Bind::Fd(_) => {
+            return Err(fail(io::Error::other(
+                "an inherited descriptor cannot serve metrics",
+            )))
+        }
+    };
+    // SAFETY: fcntl sets a flag on a descriptor we hold; no memory is involved.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    Ok(Single {
+        fd,
+        shown,
+        _file: file,
+    })
+}
+
 fn socket_file(path: &Path, remove: bool) -> Option<SocketFile> {
     let m = std::fs::symlink_metadata(path).ok()?;
     Some(SocketFile {

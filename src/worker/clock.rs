@@ -19,6 +19,11 @@ impl Moment {
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         Moment(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
     }
+
+    /// The time from `earlier` to this moment (zero if `earlier` is later).
+    pub fn since(self, earlier: Moment) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -48,6 +53,8 @@ mod tests {
         let a = Moment::now();
         let b = a + Duration::from_millis(1500);
         assert!(b > a);
+        assert_eq!(b.since(a), Duration::from_millis(1500));
+        assert_eq!(a.since(b), Duration::ZERO);
         assert_eq!(b - Duration::from_millis(1500), a);
         assert!(Moment::now() >= a);
         assert_eq!(a + Duration::MAX, Moment(u64::MAX));

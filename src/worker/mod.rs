@@ -25,6 +25,7 @@ use socket2::SockRef;
 use crate::http::access_log::AccessLog;
 use crate::http::{ConnInfo, Connection, Context, Limits, Scheme, Want};
 use crate::master::Pulse;
+use crate::metrics::Counter;
 use crate::{App, Handler, WorkerInfo};
 use clock::Moment;
 use health::Health;
@@ -88,6 +89,8 @@ pub struct Spec {
     pub proxy: Option<(crate::http::proxy::Version, crate::config::Cidrs)>,
     /// `--forwarded-allow-ips`.
     pub forwarded_allow: Option<crate::config::Cidrs>,
+    /// `--metrics`: time requests, and publish the counters on each tick.
+    pub metrics: bool,
 }
 
 /// Run a worker on the calling thread until it has drained. `ready` is told once the ring is
@@ -139,6 +142,8 @@ struct Conn {
     /// When the request under way must have arrived in full: its head is due by
     /// `--header-timeout` after its first bytes, then its body by `--body-timeout` after that.
     request_deadline: Moment,
+    /// When the first bytes of the request under way were received (`--metrics`).
+    started: Moment,
     /// The request under way has its head; `request_deadline` is the body's.
     in_body: bool,
     /// Its receive is being cancelled so that it can be parked.
@@ -201,6 +206,8 @@ struct Worker<H> {
     pulse: Option<Pulse>,
     /// Requests answered or refused so far.
     served: u64,
+    /// `--metrics`: requests are timed and the counters published.
+    metrics: bool,
     /// Ask for a replacement at this many requests (`u64::MAX`: never, or already asked).
     retire_at: u64,
 }
@@ -256,6 +263,7 @@ impl<H: Handler> Worker<H> {
             parked_since_tick: false,
             pulse: spec.pulse,
             served: 0,
+            metrics: spec.metrics,
             retire_at: match spec.max_requests {
                 0 => u64::MAX,
                 n => n,
@@ -294,6 +302,7 @@ impl<H: Handler> Worker<H> {
             self.flush_access_log(false);
         }
         self.flush_access_log(true);
+        self.publish();
         tracing::debug!("worker {} drained", self.index);
         Ok(())
     }
@@ -388,6 +397,11 @@ impl<H: Handler> Worker<H> {
                     // Out of descriptors or memory: retrying at once would spin. Connections
                     // wait in the kernel's backlog until the retry timer.
                     if !self.accept_paused {
+                        let reason = match -result {
+                            libc::EMFILE | libc::ENFILE => Counter::PausedDescriptors,
+                            _ => Counter::PausedMemory,
+                        };
+                        self.ctx.counters.add(reason, 1);
                         tracing::warn!(
                             "worker {}: accept failed ({}); pausing accepts for {ACCEPT_RETRY:?}",
                             self.index,
@@ -504,11 +518,13 @@ impl<H: Handler> Worker<H> {
     }
 
     fn open_conn(&mut self, fd: OwnedFd, listener: usize) -> io::Result<()> {
+        self.ctx.counters.add(Counter::Accepted, 1);
         let info = self.conn_info(&fd, listener);
         let mut http = Connection::new();
         if let Some((version, allowed)) = &self.proxy {
             // A Unix peer is local (the socket's permissions say who may connect).
             if info.peer.is_some_and(|p| !allowed.contains(p.ip())) {
+                self.ctx.counters.add(Counter::ProxyUntrusted, 1);
                 tracing::debug!(
                     "worker {}: {:?} may not send a PROXY header (--proxy-allow-from); closed",
                     self.index,
@@ -526,6 +542,7 @@ impl<H: Handler> Worker<H> {
             http,
             deadline: self.now + self.keep_alive,
             request_deadline: self.now + self.header_timeout,
+            started: self.now,
             in_body: false,
             parking: false,
             shut: false,
@@ -536,6 +553,7 @@ impl<H: Handler> Worker<H> {
             // Accepts already completed are still served, so the count may pass the limit by
             // those few.
             self.full = true;
+            self.ctx.counters.add(Counter::PausedFull, 1);
             for i in 0..self.listeners.len() {
                 if self.accepting[i] {
                     self.cancel(token(Op::Accept, i))?;
@@ -595,19 +613,24 @@ impl<H: Handler> Worker<H> {
             return self.close(key);
         }
         let was_mid_request = conn.http.mid_request();
+        if !was_mid_request {
+            conn.started = self.now;
+        }
         conn.http.received(result as usize);
+        self.ctx.counters.add(Counter::BytesIn, result as u64);
         self.ctx.conn = conn.info;
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
         if self.ctx.peer_changed {
             self.ctx.peer_changed = false;
             conn.info.peer = self.ctx.conn.peer;
         }
-        self.count(answered);
+        self.count(key, answered);
         let conn = &mut self.conns[key];
         if !was_mid_request || answered > 0 {
             // A new request began in this read: its head must arrive in full by this deadline,
             // however slowly it trickles in.
             conn.request_deadline = self.now + self.header_timeout;
+            conn.started = self.now;
             conn.in_body = false;
         }
         self.advance(key)
@@ -621,6 +644,7 @@ impl<H: Handler> Worker<H> {
             return self.close(key);
         }
         conn.http.sent(result as usize);
+        self.ctx.counters.add(Counter::BytesOut, result as u64);
         if conn.http.want() == Want::Write {
             return self.arm_send(key);
         }
@@ -628,16 +652,26 @@ impl<H: Handler> Worker<H> {
         self.ctx.conn = conn.info;
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
         if answered > 0 {
+            self.count(key, answered);
+            let conn = &mut self.conns[key];
             conn.request_deadline = self.now + self.header_timeout;
+            conn.started = self.now;
             conn.in_body = false;
-            self.count(answered);
         }
         self.advance(key)
     }
 
-    /// Count answered requests; at `--max-requests`, ask the master for a replacement (it
-    /// starts one on this CPU and socket, then tells this worker to drain).
-    fn count(&mut self, answered: usize) {
+    /// Count the requests connection `key` has just answered (and, with `--metrics`, how
+    /// long they took since their first byte); at `--max-requests`, ask the master for a
+    /// replacement (it starts one on this CPU and socket, then tells this worker to drain).
+    fn count(&mut self, key: usize, answered: usize) {
+        if answered == 0 {
+            return;
+        }
+        if self.metrics {
+            let took = Moment::now().since(self.conns[key].started);
+            self.ctx.counters.observe(took, answered as u64);
+        }
         self.served += answered as u64;
         if self.served >= self.retire_at {
             self.retire_at = u64::MAX;
@@ -730,6 +764,7 @@ impl<H: Handler> Worker<H> {
             pulse.beat();
             pulse.served(self.served);
         }
+        self.publish();
         let now = self.now;
         let keep_alive = self.keep_alive;
         let mut to_park = Vec::new();
@@ -753,6 +788,13 @@ impl<H: Handler> Worker<H> {
                 }
                 continue;
             }
+            let deadline = match (conn.http.want(), conn.http.mid_request()) {
+                (Want::Write, _) => Counter::DeadlineSend,
+                (_, true) if conn.in_body => Counter::DeadlineBody,
+                (_, true) => Counter::DeadlineHeader,
+                (_, false) => Counter::DeadlineKeepAlive,
+            };
+            self.ctx.counters.add(deadline, 1);
             if conn.http.mid_request() && conn.http.want() == Want::Read {
                 // Too slow to send its request: say so before closing. The receive in flight
                 // owns the input buffer, not the (empty) output, and the socket is blocking,
@@ -761,7 +803,7 @@ impl<H: Handler> Worker<H> {
                 conn.http.time_out(&mut self.ctx);
                 let out = conn.http.output();
                 // SAFETY: sends from a live slice; MSG_DONTWAIT never blocks the loop.
-                unsafe {
+                let sent = unsafe {
                     libc::send(
                         conn.fd.as_raw_fd(),
                         out.as_ptr().cast(),
@@ -769,6 +811,7 @@ impl<H: Handler> Worker<H> {
                         libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                     )
                 };
+                self.ctx.counters.add(Counter::BytesOut, sent.max(0) as u64);
             }
             Self::shut_down(conn);
         }
@@ -784,6 +827,16 @@ impl<H: Handler> Worker<H> {
             unsafe { libc::malloc_trim(0) };
         }
         self.arm_tick()
+    }
+
+    /// `--metrics`: copy the counters into the board for the master to read.
+    fn publish(&mut self) {
+        if let (true, Some(pulse)) = (self.metrics, &self.pulse) {
+            self.ctx
+                .counters
+                .set(Counter::Open, self.conns.len() as u64);
+            pulse.publish(&self.ctx.counters);
+        }
     }
 
     // --- shutdown ---
