@@ -43,6 +43,8 @@ pub struct Config {
     pub limits: Limits,
     /// Workers as threads of the master, or as forked processes (Gunicorn's model).
     pub worker_class: WorkerClass,
+    /// `--backend`: the workers' I/O driver.
+    pub backend: Backend,
     /// A worker whose loop has not turned for this long is reported (and, as a process,
     /// killed and replaced). Zero: no heartbeat check.
     pub timeout: Duration,
@@ -75,6 +77,19 @@ pub struct Config {
     pub metrics: Option<Bind>,
 }
 
+/// `--backend`: which driver the workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Backend {
+    /// io_uring where the kernel and the sandbox allow it, else epoll (with a warning).
+    #[default]
+    Auto,
+    /// io_uring or nothing: a server that cannot have it does not start.
+    #[value(name = "io_uring", alias = "io-uring", alias = "uring")]
+    IoUring,
+    /// epoll, even where io_uring would work.
+    Epoll,
+}
+
 /// `--worker-class`: how workers are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WorkerClass {
@@ -100,6 +115,7 @@ impl Default for Config {
             max_connections: 10_000,
             limits: Limits::default(),
             worker_class: WorkerClass::Thread,
+            backend: Backend::Auto,
             timeout: Duration::from_secs(30),
             max_requests: 0,
             max_requests_jitter: 0,
@@ -219,6 +235,12 @@ pub struct Cli {
     /// Run workers as threads of the master or as forked processes (Gunicorn's model).
     #[arg(long, value_enum, default_value_t = WorkerClass::Thread, env = "RINGCORN_WORKER_CLASS")]
     pub worker_class: WorkerClass,
+
+    /// The workers' I/O: `io_uring`, `epoll` (where io_uring is blocked: container seccomp
+    /// profiles, `kernel.io_uring_disabled`), or `auto`: io_uring where it can be had, else
+    /// epoll with a warning saying why.
+    #[arg(long, value_enum, default_value_t = Backend::Auto, env = "RINGCORN_BACKEND")]
+    pub backend: Backend,
 
     /// Seconds a worker's loop may go without turning before it is reported (as a process:
     /// killed and replaced); 0 turns the check off.
@@ -496,6 +518,7 @@ impl Cli {
                 ..Limits::default()
             },
             worker_class: self.worker_class,
+            backend: self.backend,
             timeout: Duration::from_secs(self.timeout),
             max_requests: self.max_requests,
             max_requests_jitter: self.max_requests_jitter,

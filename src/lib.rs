@@ -15,9 +15,9 @@
 //! ```
 //!
 //! Layout: [`config`] (command line, [`Config`]), `master` (the sockets it owns, workers as
-//! threads or processes, supervision, reload, resize, upgrade, signals), `worker` (one pinned
-//! io_uring loop), [`http`] (sans-IO HTTP/1.1), [`apps`] (built-in apps), `run` (the
-//! command's life: configuration, signals, pidfile).
+//! threads or processes, supervision, reload, resize, upgrade, signals, metrics), `worker` (one
+//! pinned I/O loop, io_uring or epoll), [`http`] (sans-IO HTTP/1.1), [`apps`] (built-in apps),
+//! `run` (the command's life: configuration, signals, pidfile).
 
 mod app;
 pub mod apps;

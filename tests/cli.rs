@@ -215,65 +215,21 @@ fn command_line_overrides_environment() {
     server.assert_log_count("Booting worker", 1);
 }
 
-/// io_uring refused the way a container's seccomp profile refuses it: `io_uring_setup` fails
-/// with ENOSYS in the child only. The server must say so in one clear line with the remedy,
-/// and exit 1 rather than hang or panic.
+/// io_uring asked for (`--backend io_uring`) and refused the way a container's seccomp
+/// profile refuses it: `io_uring_setup` fails with ENOSYS in the child only. The server must
+/// say so in one clear line with the remedy, and exit 1 rather than hang or panic.
 #[test]
-fn io_uring_unavailable_is_one_clear_line_and_exit_1() {
-    use std::os::unix::process::CommandExt;
-
-    let mut cmd = cli_command(&["--bind", "127.0.0.1:0", "--workers", "1"]);
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl with
-    // a filter that lives on its stack for the duration of the call (async-signal-safe).
-    unsafe {
-        cmd.pre_exec(|| {
-            let nr = libc::SYS_io_uring_setup as u32;
-            let mut filter = [
-                // A = seccomp_data.nr
-                libc::sock_filter {
-                    code: 0x20,
-                    jt: 0,
-                    jf: 0,
-                    k: 0,
-                },
-                // if A == io_uring_setup then next else skip one
-                libc::sock_filter {
-                    code: 0x15,
-                    jt: 0,
-                    jf: 1,
-                    k: nr,
-                },
-                // return ERRNO(ENOSYS)
-                libc::sock_filter {
-                    code: 0x06,
-                    jt: 0,
-                    jf: 0,
-                    k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-                },
-                // return ALLOW
-                libc::sock_filter {
-                    code: 0x06,
-                    jt: 0,
-                    jf: 0,
-                    k: libc::SECCOMP_RET_ALLOW,
-                },
-            ];
-            let prog = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_mut_ptr(),
-            };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &prog as *const libc::sock_fprog,
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+fn io_uring_asked_for_but_blocked_is_one_clear_line_and_exit_1() {
+    // (`auto` would fall back to epoll: tests/backends.rs.)
+    let mut cmd = cli_command(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--backend",
+        "io_uring",
+    ]);
+    block_io_uring(&mut cmd, libc::ENOSYS);
     let out = run_command(cmd, &["(io_uring blocked by seccomp)"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");

@@ -138,6 +138,7 @@ pub fn print_config(cli: &Cli) -> String {
     put("max-body-size", int(cli.max_body_size));
     put("log-level", enum_name(cli.log_level));
     put("worker-class", enum_name(cli.worker_class));
+    put("backend", enum_name(cli.backend));
     put("timeout", int(cli.timeout));
     put("max-requests", int(cli.max_requests));
     put("max-requests-jitter", int(cli.max_requests_jitter));

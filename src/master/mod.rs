@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::app::DynApp;
-use crate::config::{available_cpus, Bind, Config, WorkerClass};
+use crate::config::{available_cpus, Backend, Bind, Config, WorkerClass};
 use crate::metrics::text::{Restart, Slot, Snapshot};
 use crate::metrics::Counters;
 use crate::worker::{self, Wake};
@@ -75,9 +75,11 @@ impl std::fmt::Display for StartError {
             StartError::Bind(e) => e.fmt(f),
             StartError::IoUring(e) => write!(
                 f,
-                "io_uring is unavailable ({e}): ringcorn needs io_uring (Linux 5.19 or later). \
-                 Enable it with `sysctl kernel.io_uring_disabled=0`, and in a container use a \
-                 seccomp profile that allows io_uring_setup, io_uring_enter and io_uring_register"
+                "io_uring is unavailable ({e}) and --backend io_uring asks for it (Linux 5.19 \
+                 or later). Enable it with `sysctl kernel.io_uring_disabled=0`, and in a \
+                 container use a seccomp profile that allows io_uring_setup, io_uring_enter and \
+                 io_uring_register; or run with --backend auto (epoll where io_uring is \
+                 blocked)"
             ),
             StartError::Worker(e) => write!(f, "cannot start a worker: {e}"),
             StartError::Setup(why) => f.write_str(why),
@@ -186,6 +188,8 @@ pub struct Running {
     carried: Vec<Counters>,
     restarts: Vec<[u64; 3]>,
     started: (Instant, SystemTime),
+    /// The workers' I/O driver (`--backend auto`: probed once).
+    backend: worker::Chosen,
 }
 
 impl std::fmt::Debug for Running {
@@ -255,6 +259,7 @@ impl Running {
             c.drop_privileges().map_err(StartError::Setup)?;
             tracing::info!("Serving as {} (uid {}, gid {})", c.shown(), c.uid, c.gid);
         }
+        let backend = choose_backend(config.backend);
         let board = Board::new(BOARD_LINES).map_err(StartError::Worker)?;
         let cpus = if config.cpus.is_empty() {
             available_cpus()
@@ -284,6 +289,7 @@ impl Running {
             carried: Vec::new(),
             restarts: Vec::new(),
             started: (Instant::now(), SystemTime::now()),
+            backend,
         };
         // Inherited slots above the target get a worker too, to serve what waits in their
         // queues until they are retired.
@@ -360,6 +366,7 @@ impl Running {
                 .map(|v| (v, self.config.proxy_allow_from.clone())),
             forwarded_allow: self.config.forwarded_allow_ips.clone(),
             metrics: self.config.metrics.is_some(),
+            backend: self.backend,
         };
         if self.stop_announced {
             self.board.announce_stop(line);
@@ -875,6 +882,9 @@ impl Running {
         if let Err(e) = self.sockets.grow(slots, &self.live) {
             tracing::error!("{e}");
         }
+        if config.backend != self.config.backend {
+            self.backend = choose_backend(config.backend);
+        }
         self.config = config;
         self.app = app;
         self.target = slots;
@@ -1079,6 +1089,27 @@ impl Drop for Running {
 }
 
 /// A pipe whose read end does not block (both ends close on exec).
+/// `--backend`: io_uring or epoll as asked; `auto` probes io_uring once and falls back to
+/// epoll, saying why in one line (an explicit `io_uring` that cannot be had fails when the
+/// workers start, as a startup error).
+fn choose_backend(asked: Backend) -> worker::Chosen {
+    match asked {
+        Backend::IoUring => worker::Chosen::IoUring,
+        Backend::Epoll => worker::Chosen::Epoll,
+        Backend::Auto => match worker::probe() {
+            Ok(_) => worker::Chosen::IoUring,
+            Err(u) => {
+                tracing::warn!(
+                    "io_uring is unavailable, serving with epoll instead: {} ({})",
+                    u.why,
+                    u.cause
+                );
+                worker::Chosen::Epoll
+            }
+        },
+    }
+}
+
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into a live array.

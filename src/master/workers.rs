@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use crate::app::DynApp;
 use crate::config::WorkerClass;
-use crate::worker::{self, Mode, Spec};
+use crate::worker::{self, Spec};
 
 use super::Credentials;
 
@@ -177,7 +177,7 @@ fn in_child(
 }
 
 /// Write the readiness line: `+MODE` or `-ERRNO WHY`.
-fn say(pipe: &OwnedFd, result: io::Result<Mode>) {
+fn say(pipe: &OwnedFd, result: io::Result<String>) {
     let line = match result {
         Ok(mode) => format!("+{mode}\n"),
         Err(e) => format!("-{} {e}\n", e.raw_os_error().unwrap_or(0)),

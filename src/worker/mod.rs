@@ -1,5 +1,8 @@
-//! One worker: a thread pinned to its CPU that runs its own io_uring loop over its own listening
+//! One worker: a thread pinned to its CPU that runs its own I/O loop over its own listening
 //! sockets and connections. Nothing on the request path is shared with other threads.
+//!
+//! The loop is written once, against completions: its I/O driver ([`driver`]) is io_uring, or
+//! epoll where io_uring is blocked, chosen by the master (`--backend`).
 //!
 //! The loop only moves bytes: a completed receive hands bytes to the connection's sans-IO
 //! [`Connection`], which answers what it can; the loop then sends its output in one send, and
@@ -9,8 +12,11 @@
 //! its pending operation and lets the normal path close it.
 
 mod clock;
+mod driver;
+mod epoll;
 mod health;
-mod ring;
+mod token;
+mod uring;
 mod wake;
 
 use std::io;
@@ -18,7 +24,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use io_uring::{cqueue, opcode, types, IoUring};
+use io_uring::types::Timespec;
 use slab::Slab;
 use socket2::SockRef;
 
@@ -28,9 +34,13 @@ use crate::master::Pulse;
 use crate::metrics::Counter;
 use crate::{App, Handler, WorkerInfo};
 use clock::Moment;
+pub use driver::Chosen;
+use driver::{Cqe, Driver, Sqe, MORE};
+use epoll::Epoll;
 use health::Health;
-pub use ring::Mode;
-use ring::{push, token, untoken, Op};
+use token::{token, untoken, Op};
+pub use uring::probe;
+use uring::Uring;
 pub use wake::Wake;
 
 /// How often deadlines are checked and the Date header refreshed.
@@ -91,11 +101,13 @@ pub struct Spec {
     pub forwarded_allow: Option<crate::config::Cidrs>,
     /// `--metrics`: time requests, and publish the counters on each tick.
     pub metrics: bool,
+    /// The I/O driver, chosen by the master.
+    pub backend: Chosen,
 }
 
-/// Run a worker on the calling thread until it has drained. `ready` is told once the ring is
-/// set up (or why it could not be).
-pub fn run<A: App>(spec: Spec, app: &A, ready: impl FnOnce(io::Result<Mode>)) -> io::Result<()> {
+/// Run a worker on the calling thread until it has drained. `ready` is told once its driver
+/// is set up (what it runs, for the log), or why it could not be.
+pub fn run<A: App>(spec: Spec, app: &A, ready: impl FnOnce(io::Result<String>)) -> io::Result<()> {
     let pinned = spec
         .cpu
         .filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
@@ -105,31 +117,47 @@ pub fn run<A: App>(spec: Spec, app: &A, ready: impl FnOnce(io::Result<Mode>)) ->
             spec.index
         );
     }
-    let (ring, mode) = match ring::create() {
-        Ok(created) => created,
-        Err(e) => {
-            let copy = match e.raw_os_error() {
-                Some(errno) => io::Error::from_raw_os_error(errno),
-                None => io::Error::new(e.kind(), e.to_string()),
-            };
-            ready(Err(copy));
-            return Err(e);
-        }
+    let copy = |e: &io::Error| match e.raw_os_error() {
+        Some(errno) => io::Error::from_raw_os_error(errno),
+        None => io::Error::new(e.kind(), e.to_string()),
     };
+    match spec.backend {
+        Chosen::IoUring => match Uring::create() {
+            Ok((ring, mode)) => serve(ring, format!("io_uring {mode}"), spec, app, pinned, ready),
+            Err(e) => {
+                ready(Err(copy(&e)));
+                Err(e)
+            }
+        },
+        Chosen::Epoll => match Epoll::create() {
+            Ok(epoll) => serve(epoll, "epoll".to_string(), spec, app, pinned, ready),
+            Err(e) => {
+                ready(Err(copy(&e)));
+                Err(e)
+            }
+        },
+    }
+}
+
+fn serve<A: App, D: Driver>(
+    io: D,
+    backend: String,
+    spec: Spec,
+    app: &A,
+    pinned: Option<usize>,
+    ready: impl FnOnce(io::Result<String>),
+) -> io::Result<()> {
     match pinned {
-        Some(cpu) => tracing::info!(
-            "Booting worker {} on CPU {cpu} (io_uring {mode})",
-            spec.index
-        ),
-        None => tracing::info!("Booting worker {} unpinned (io_uring {mode})", spec.index),
+        Some(cpu) => tracing::info!("Booting worker {} on CPU {cpu} ({backend})", spec.index),
+        None => tracing::info!("Booting worker {} unpinned ({backend})", spec.index),
     }
     let handler = app.handler(WorkerInfo {
         index: spec.index,
         cpu: pinned,
     });
     let handler = Health::new(spec.health_path.as_deref(), spec.pulse.clone(), handler);
-    let mut worker = Worker::new(ring, spec, handler);
-    ready(Ok(mode));
+    let mut worker = Worker::new(io, spec, handler);
+    ready(Ok(backend));
     worker.serve()
 }
 
@@ -164,8 +192,8 @@ impl Conn {
     }
 }
 
-struct Worker<H> {
-    ring: IoUring,
+struct Worker<H, D: Driver> {
+    io: D,
     index: usize,
     listeners: Vec<Option<OwnedFd>>,
     /// Listener i is shared with the other workers: accepted one connection at a time.
@@ -189,11 +217,11 @@ struct Worker<H> {
     handler: Health<H>,
     ctx: Context,
     wake: Arc<Wake>,
-    /// The eventfd read lands here. Leaked on purpose: the kernel may write it until the ring
+    /// The eventfd read lands here. Leaked on purpose: the kernel may write it until a ring
     /// is torn down, which can finish after the ring's descriptor is closed.
     wake_buf: &'static mut u64,
-    tick: Box<types::Timespec>,
-    retry: Box<types::Timespec>,
+    tick: Box<Timespec>,
+    retry: Box<Timespec>,
     keep_alive: Duration,
     header_timeout: Duration,
     body_timeout: Duration,
@@ -212,8 +240,8 @@ struct Worker<H> {
     retire_at: u64,
 }
 
-impl<H: Handler> Worker<H> {
-    fn new(ring: IoUring, spec: Spec, handler: Health<H>) -> Self {
+impl<H: Handler, D: Driver> Worker<H, D> {
+    fn new(io: D, spec: Spec, handler: Health<H>) -> Self {
         let n = spec.listeners.len();
         for l in &spec.listeners {
             // The ring accepts the same either way; the drain's last sweep must not block.
@@ -235,7 +263,7 @@ impl<H: Handler> Worker<H> {
             })
             .collect();
         Worker {
-            ring,
+            io,
             index: spec.index,
             listeners: spec.listeners.into_iter().map(|l| Some(l.fd)).collect(),
             shared,
@@ -277,21 +305,12 @@ impl<H: Handler> Worker<H> {
         }
         self.arm_tick()?;
         self.arm_wake()?;
-        let mut batch = [(0u64, 0i32, 0u32); 256];
+        let mut batch: [Cqe; 256] = [(0, 0, 0); 256];
         while !(self.draining && self.conns.is_empty() && !self.accepting.contains(&true)) {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                // EINTR: a signal; EBUSY: completions must be reaped first (done below).
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => return Err(e),
-            }
+            self.io.submit_and_wait()?;
             self.now = Moment::now();
             loop {
-                let mut n = 0;
-                for cqe in self.ring.completion().take(batch.len()) {
-                    batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
-                    n += 1;
-                }
+                let n = self.io.complete(&mut batch);
                 for &(user_data, result, flags) in &batch[..n] {
                     self.complete(user_data, result, flags)?;
                 }
@@ -360,28 +379,20 @@ impl<H: Handler> Worker<H> {
         let Some(listener) = &self.listeners[i] else {
             return Ok(());
         };
-        let fd = types::Fd(listener.as_raw_fd());
-        // A multishot accept stays first in the socket's wait queue, and the kernel wakes
-        // the first waiter for each connection: on a shared socket one worker would take
-        // them all. A single accept, armed again after each, queues behind the others.
-        let entry = if self.shared[i] {
-            opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
-        } else {
-            opcode::AcceptMulti::new(fd)
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
+        // A listener shared by every worker is accepted on one connection at a time, so that
+        // the workers take turns (see the ring driver).
+        let op = Sqe::Accept {
+            fd: listener.as_raw_fd(),
+            multishot: !self.shared[i],
         };
-        let entry = entry.user_data(token(Op::Accept, i));
         // SAFETY: an accept without an address buffer points at no memory.
-        unsafe { push(&mut self.ring, &entry)? };
+        unsafe { self.io.push(op, token(Op::Accept, i))? };
         self.accepting[i] = true;
         Ok(())
     }
 
     fn on_accept(&mut self, i: usize, result: i32, flags: u32) -> io::Result<()> {
-        let more = cqueue::more(flags);
+        let more = flags & MORE != 0;
         if !more {
             self.accepting[i] = false;
         }
@@ -411,7 +422,7 @@ impl<H: Handler> Worker<H> {
                         self.arm_accept_retry()?;
                     }
                     if more {
-                        self.cancel(token(Op::Accept, i))?;
+                        self.cancel_accept(i)?;
                     }
                 }
                 libc::ECANCELED => {}
@@ -425,7 +436,7 @@ impl<H: Handler> Worker<H> {
         if !self.accepting[i] {
             if self.draining {
                 self.sweep(i)?;
-                self.listeners[i] = None;
+                self.close_listener(i);
             } else if self.may_accept() {
                 self.arm_accept(i)?;
             }
@@ -483,11 +494,12 @@ impl<H: Handler> Worker<H> {
     }
 
     fn arm_accept_retry(&mut self) -> io::Result<()> {
-        let entry = opcode::Timeout::new(&*self.retry)
-            .build()
-            .user_data(token(Op::AcceptRetry, 0));
+        let op = Sqe::Timeout {
+            ts: &*self.retry,
+            after: ACCEPT_RETRY,
+        };
         // SAFETY: `self.retry` is boxed and lives as long as the worker, past the ring.
-        unsafe { push(&mut self.ring, &entry) }
+        unsafe { self.io.push(op, token(Op::AcceptRetry, 0)) }
     }
 
     fn on_accept_retry(&mut self) -> io::Result<()> {
@@ -556,7 +568,7 @@ impl<H: Handler> Worker<H> {
             self.ctx.counters.add(Counter::PausedFull, 1);
             for i in 0..self.listeners.len() {
                 if self.accepting[i] {
-                    self.cancel(token(Op::Accept, i))?;
+                    self.cancel_accept(i)?;
                 }
             }
         }
@@ -570,13 +582,15 @@ impl<H: Handler> Worker<H> {
             buf.as_mut_ptr(),
             u32::try_from(buf.len()).unwrap_or(u32::MAX),
         );
-        let entry = opcode::Recv::new(types::Fd(conn.fd.as_raw_fd()), ptr, len)
-            .build()
-            .user_data(token(Op::Recv, key));
+        let op = Sqe::Recv {
+            fd: conn.fd.as_raw_fd(),
+            buf: ptr,
+            len,
+        };
         // SAFETY: the buffer is the connection's input buffer, heap-allocated and owned by the
         // connection, which stays in the slab until this receive completes; nothing touches the
         // input buffer before then (a connection has one operation in flight at a time).
-        unsafe { push(&mut self.ring, &entry) }
+        unsafe { self.io.push(op, token(Op::Recv, key)) }
     }
 
     fn arm_send(&mut self, key: usize) -> io::Result<()> {
@@ -584,13 +598,14 @@ impl<H: Handler> Worker<H> {
         conn.deadline = self.now + self.send_timeout;
         let out = conn.http.output();
         let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        let entry = opcode::Send::new(types::Fd(conn.fd.as_raw_fd()), out.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(token(Op::Send, key));
+        let op = Sqe::Send {
+            fd: conn.fd.as_raw_fd(),
+            buf: out.as_ptr(),
+            len,
+        };
         // SAFETY: the output buffer is owned by the connection, which stays in the slab until
         // this send completes; the output is only appended to while no send is in flight.
-        unsafe { push(&mut self.ring, &entry) }
+        unsafe { self.io.push(op, token(Op::Send, key)) }
     }
 
     fn on_recv(&mut self, key: usize, result: i32) -> io::Result<()> {
@@ -712,11 +727,12 @@ impl<H: Handler> Worker<H> {
     /// Wait for a parked connection to become readable (or to be hung up or shut down).
     fn arm_poll(&mut self, key: usize) -> io::Result<()> {
         let fd = self.conns[key].fd.as_raw_fd();
-        let entry = opcode::PollAdd::new(types::Fd(fd), (libc::POLLIN | libc::POLLRDHUP) as u32)
-            .build()
-            .user_data(token(Op::Poll, key));
+        let op = Sqe::Poll {
+            fd,
+            events: (libc::POLLIN | libc::POLLRDHUP) as u32,
+        };
         // SAFETY: a poll points at no memory of ours.
-        unsafe { push(&mut self.ring, &entry) }
+        unsafe { self.io.push(op, token(Op::Poll, key)) }
     }
 
     fn on_poll(&mut self, key: usize, result: i32) -> io::Result<()> {
@@ -732,7 +748,9 @@ impl<H: Handler> Worker<H> {
 
     fn close(&mut self, key: usize) -> io::Result<()> {
         // Dropping the connection closes its socket; no operation of it is in flight.
-        self.conns.remove(key);
+        let conn = self.conns.remove(key);
+        self.io.forget(conn.fd.as_raw_fd());
+        drop(conn);
         if self.full && self.conns.len() < self.max_connections {
             self.full = false;
             self.resume_accepting()?;
@@ -751,11 +769,12 @@ impl<H: Handler> Worker<H> {
     // --- time ---
 
     fn arm_tick(&mut self) -> io::Result<()> {
-        let entry = opcode::Timeout::new(&*self.tick)
-            .build()
-            .user_data(token(Op::Tick, 0));
+        let op = Sqe::Timeout {
+            ts: &*self.tick,
+            after: TICK,
+        };
         // SAFETY: `self.tick` is boxed and lives as long as the worker, past the ring.
-        unsafe { push(&mut self.ring, &entry) }
+        unsafe { self.io.push(op, token(Op::Tick, 0)) }
     }
 
     fn on_tick(&mut self) -> io::Result<()> {
@@ -818,7 +837,8 @@ impl<H: Handler> Worker<H> {
         for key in to_park {
             // Its receive completes with ECANCELED; `on_recv` then parks it.
             self.conns[key].parking = true;
-            self.cancel(token(Op::Recv, key))?;
+            let fd = self.conns[key].fd.as_raw_fd();
+            self.cancel(token(Op::Recv, key), fd)?;
         }
         if std::mem::take(&mut self.parked_since_tick) {
             // Buffers freed by parking stay resident in the allocator's arena until trimmed;
@@ -843,12 +863,14 @@ impl<H: Handler> Worker<H> {
 
     fn arm_wake(&mut self) -> io::Result<()> {
         let buf: *mut u64 = &mut *self.wake_buf;
-        let entry = opcode::Read::new(types::Fd(self.wake.raw_fd()), buf.cast(), 8)
-            .build()
-            .user_data(token(Op::Wake, 0));
+        let op = Sqe::Read {
+            fd: self.wake.raw_fd(),
+            buf: buf.cast(),
+            len: 8,
+        };
         // SAFETY: `wake_buf` is leaked, so it is valid for as long as the kernel may write it;
         // the eventfd is kept open by `self.wake` for the worker's whole life.
-        unsafe { push(&mut self.ring, &entry) }
+        unsafe { self.io.push(op, token(Op::Wake, 0)) }
     }
 
     fn on_wake(&mut self, result: i32) -> io::Result<()> {
@@ -862,10 +884,10 @@ impl<H: Handler> Worker<H> {
         self.handler.set_draining();
         for i in 0..self.listeners.len() {
             if self.accepting[i] {
-                self.cancel(token(Op::Accept, i))?;
+                self.cancel_accept(i)?;
             } else {
                 self.sweep(i)?;
-                self.listeners[i] = None;
+                self.close_listener(i);
             }
         }
         let now = self.now;
@@ -883,16 +905,32 @@ impl<H: Handler> Worker<H> {
         Ok(())
     }
 
-    fn cancel(&mut self, target: u64) -> io::Result<()> {
-        let entry = opcode::AsyncCancel::new(target)
-            .build()
-            .user_data(token(Op::Cancel, 0));
+    /// Stop listening on listener `i` (the worker's copy of it).
+    fn close_listener(&mut self, i: usize) {
+        if let Some(l) = self.listeners[i].take() {
+            self.io.forget(l.as_raw_fd());
+        }
+    }
+
+    /// Cancel the operation tagged `target`, pending on `fd`.
+    fn cancel(&mut self, target: u64, fd: std::os::fd::RawFd) -> io::Result<()> {
         // SAFETY: a cancellation points at no memory.
-        unsafe { push(&mut self.ring, &entry) }
+        unsafe {
+            self.io
+                .push(Sqe::Cancel { target, fd }, token(Op::Cancel, 0))
+        }
+    }
+
+    /// Cancel listener `i`'s accept.
+    fn cancel_accept(&mut self, i: usize) -> io::Result<()> {
+        match &self.listeners[i] {
+            Some(l) => self.cancel(token(Op::Accept, i), l.as_raw_fd()),
+            None => Ok(()),
+        }
     }
 }
 
-impl<H> Drop for Worker<H> {
+impl<H, D: Driver> Drop for Worker<H, D> {
     fn drop(&mut self) {
         // Only an error or a panic leaves connections here, with operations possibly in flight
         // on their buffers. Dropping the ring (after this) cancels them, but its teardown may
@@ -904,8 +942,6 @@ impl<H> Drop for Worker<H> {
     }
 }
 
-fn timespec(d: Duration) -> types::Timespec {
-    types::Timespec::new()
-        .sec(d.as_secs())
-        .nsec(d.subsec_nanos())
+fn timespec(d: Duration) -> Timespec {
+    Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos())
 }

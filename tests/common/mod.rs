@@ -1706,3 +1706,61 @@ pub fn drive_sans_io<H: ringcorn::Handler>(
     let date = std::str::from_utf8(ctx.date.header_block()).expect("ascii");
     (String::from_utf8_lossy(&out).replace(date, ""), conn.want())
 }
+
+/// Make `io_uring_setup` fail with `errno` in the child before it runs the server, the way a
+/// container's seccomp profile does (Docker and containerd: EPERM; Podman and gVisor:
+/// ENOSYS); every other system call is allowed.
+pub fn block_io_uring(cmd: &mut Command, errno: i32) {
+    use std::os::unix::process::CommandExt;
+    let nr = libc::SYS_io_uring_setup as u32;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl with a
+    // filter that lives on its stack for the duration of the call (async-signal-safe).
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut filter = [
+                // A = seccomp_data.nr
+                libc::sock_filter {
+                    code: 0x20,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                // if A == io_uring_setup then next else skip one
+                libc::sock_filter {
+                    code: 0x15,
+                    jt: 0,
+                    jf: 1,
+                    k: nr,
+                },
+                // return ERRNO(errno)
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ERRNO | errno as u32,
+                },
+                // return ALLOW
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_mut_ptr(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
