@@ -8,9 +8,11 @@
 # as a demanding Prometheus would (the master's CPU counts), or never with --no-scrape (what
 # counting and publishing cost the worker alone). Then what one scrape costs the master: its
 # thread's CPU time over 200 scrapes in a row.
-# (Instruction counts would be steadier, but valgrind cannot run io_uring programs and these
-# machines expose no hardware counters; bench.sh's callgrind section counts the sans-IO
-# layer, where the response counters are.)
+# Then the same in instructions, which do not drift with the machine's load: the whole
+# server (every thread) under callgrind on the epoll backend (valgrind cannot run io_uring;
+# the metrics code is the same on both), counters zeroed once warm and dumped when wrk ends,
+# instructions ÷ requests; user space only (the kernel's share of the CPU, most of it, is
+# not counted, and metrics add no system call on the request path).
 #
 # Usage: scripts/metrics_cost.sh [--rounds N] [--seconds S] [--no-scrape] [--out FILE]
 # Writes a Markdown table to FILE (default benchmarks/metrics.md).
@@ -36,8 +38,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ && "$SECS" =~ ^[1-9][0-9]*$ ]] || die "--rounds and --seconds take positive numbers"
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is missing: apt-get install -y wrk curl python3"
+for tool in wrk curl python3 valgrind callgrind_control; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is missing: apt-get install -y wrk curl python3 valgrind"
 done
 # shellcheck source=scripts/tools.sh
 . "$SCRIPT_DIR/tools.sh"
@@ -86,6 +88,57 @@ kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
 per_scrape="$(awk -v a="$a" -v b="$b" -v hz="$TICK" -v n="$SCRAPES" 'BEGIN { printf "%.0f", (b - a) / hz * 1e6 / n }')"
 log "one scrape: ${per_scrape} µs of master CPU, ${bytes} bytes"
 
+# callgrind_one PIPELINED FLAGS...: "requests instructions" of one server under callgrind.
+callgrind_one() {
+    local pipe="$1"; shift
+    rm -f "$WORK"/cg.out* "$WORK/log"
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$BIN" --backend epoll \
+        --workers 1 --cpus 0 --bind 127.0.0.1:0 "$@" hello 2>"$WORK/log" &
+    SERVER=$!
+    for _ in $(seq 600); do grep -q "Listening at" "$WORK/log" 2>/dev/null && break; sleep 0.05; done
+    local addr metrics scraper=""
+    addr="$(grep -o 'Listening at: http://127.0.0.1:[0-9]*' "$WORK/log" | head -1)"
+    addr="${addr#Listening at: }"
+    [[ -n "$addr" ]] || die "ringcorn did not start under valgrind: $(cat "$WORK/log")"
+    metrics="$(grep -o 'Metrics at: http://[0-9.:]*/metrics' "$WORK/log" | head -1)"
+    metrics="${metrics#Metrics at: }"
+    wrk -t1 -c16 -d1s "$addr/" >/dev/null
+    callgrind_control -z "$SERVER" >/dev/null
+    if [[ -n "$metrics" ]]; then
+        (while sleep 1; do curl -s -o /dev/null "$metrics"; done) &
+        scraper=$!
+    fi
+    local script=() out
+    [[ "$pipe" == 1 ]] && script=(-s "$WORK/pipe.lua")
+    out="$(wrk -t1 -c16 -d6s "${script[@]}" "$addr/")"
+    [[ -n "$scraper" ]] && { kill "$scraper"; wait "$scraper" 2>/dev/null || true; }
+    callgrind_control -d "$SERVER" >/dev/null
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
+    local dump
+    dump="$(ls "$WORK"/cg.out.* 2>/dev/null | head -1)"
+    [[ -n "$dump" ]] || die "callgrind wrote no dump"
+    echo "$(awk '/requests in/ { print $1 }' <<<"$out") $(awk '/^(summary|totals):/ { print $2; exit }' "$dump")"
+}
+
+cat >"$WORK/pipe.lua" <<'LUA'
+init = function(args)
+  local r = {}
+  for i = 1, 16 do r[i] = wrk.format(nil, "/") end
+  req = table.concat(r)
+end
+request = function() return req end
+LUA
+declare -A IR
+for pipe in 0 1; do
+    for m in off on; do
+        flags=()
+        [[ "$m" == on ]] && flags=(--metrics 127.0.0.1:0)
+        read -r n ir <<<"$(callgrind_one "$pipe" "${flags[@]}")"
+        IR["$pipe $m"]="$(awk -v i="$ir" -v n="$n" 'BEGIN { printf "%.1f", i / n }')"
+        log "callgrind pipelined=$pipe metrics $m: $n requests, $ir instructions"
+    done
+done
+
 # mode_row PIPELINED LABEL: a table row from compare.sh's rounds and summary.
 mode_row() {
     local summary ratios
@@ -118,6 +171,17 @@ mkdir -p "$(dirname "$OUT")"
     mode_row 1 "pipelined ×16"
     echo
     echo "One scrape (1 worker, $bytes bytes of text): $per_scrape µs of the master thread's CPU ($SCRAPES scrapes in a row, total ÷ $SCRAPES)."
+    echo
+    echo "Instructions per request, the whole server under callgrind (--backend epoll, wrk -t1 -c16 -d6s; on: scraped every second):"
+    echo
+    echo "| mode | off instr/req | on instr/req | on ÷ off |"
+    echo "|---|---:|---:|---:|"
+    for pipe in 0 1; do
+        mode=unpipelined
+        (( pipe )) && mode="pipelined ×16"
+        awk -v m="$mode" -v a="${IR["$pipe off"]}" -v b="${IR["$pipe on"]}" \
+            'BEGIN { printf "| %s | %s | %s | %.4f |\n", m, a, b, b / a }'
+    done
 } >"$OUT"
 log "wrote $OUT"
 cat "$OUT"
