@@ -45,7 +45,7 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
 log "building the release binary"
 (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-BIN="$REPO/target/release/ringcorn"
+BIN="$(target_dir "$REPO/Cargo.toml")/release/ringcorn"
 TICK="$(getconf CLK_TCK)"
 WORK="$(mktemp -d)"
 SERVER=""

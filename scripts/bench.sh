@@ -3,7 +3,8 @@
 # (benchmarks/*.svg): everything there is generated, overwritten entirely.
 #
 # Peers: ringcorn (`hello` and `json` apps; `ringcorn-process` is `hello` with
-# `--worker-class process`), nginx (`return 200`), ceiling (the project's bare
+# `--worker-class process`; `ringcorn-epoll` is `hello` with `--backend epoll`, the fallback
+# where io_uring is blocked), nginx (`return 200`), ceiling (the project's bare
 # io_uring loop, no HTTP parsing), hyper-peer (hyper 1.x on tokio), uring-peer (tokio-uring with
 # httparse), gunicorn (sync worker, trivial WSGI app). The last four come from benches/peers/ and a
 # virtualenv under target/bench/venv; this script builds and installs them.
@@ -42,7 +43,7 @@ Options (defaults of the full mode; --quick changes those marked *):
   --warmup S            * unrecorded wrk warm-up per peer and mode before round 1 (1; quick 0)
   --connections LIST    * wrk connection counts (1,64,256,1024; quick 64)
   --depth N             pipeline depth (16)
-  --peers LIST          subset of ringcorn,ringcorn-process,ringcorn-json,nginx,ceiling,hyper-peer,uring-peer,gunicorn
+  --peers LIST          subset of ringcorn,ringcorn-process,ringcorn-json,ringcorn-epoll,nginx,ceiling,hyper-peer,uring-peer,gunicorn
   --sections LIST       * subset of throughput,latency,memory,sizes,scaling,callgrind,criterion
                         (all; quick: all but criterion)
   --criterion           add the criterion section (also in --quick)
@@ -81,7 +82,7 @@ else
     ROUNDS=3; DURATION=4; SIZE_DURATION=3; WARMUP=1; CONNECTIONS="1,64,256,1024"; SCALE_CONNS=256
     SCALE_MODES="plain pipelined"; LAT_DURATION=5; LAT_WARMUP=1; SECTIONS="throughput,latency,memory,sizes,scaling,callgrind,criterion"
 fi
-ALL_PEERS="ringcorn,ringcorn-process,ringcorn-json,nginx,ceiling,hyper-peer,uring-peer,gunicorn"
+ALL_PEERS="ringcorn,ringcorn-process,ringcorn-json,ringcorn-epoll,nginx,ceiling,hyper-peer,uring-peer,gunicorn"
 ALL_SECTIONS="throughput,latency,memory,sizes,scaling,callgrind,criterion"
 PEERS="$ALL_PEERS"
 DEPTH=16
@@ -179,18 +180,26 @@ scale_cpus_for() { local w="$1"; echo "${SCALE_CPU_LIST[*]:0:$w}" | tr ' ' ','; 
 
 SIZES=(13 4096 65536 1048576)
 MODES=(plain pipelined)
-TP_PEERS="$(pick "ringcorn ringcorn-process ringcorn-json nginx ceiling hyper-peer uring-peer gunicorn")"
+TP_PEERS="$(pick "ringcorn ringcorn-process ringcorn-json ringcorn-epoll nginx ceiling hyper-peer uring-peer gunicorn")"
 LAT_PEERS="$TP_PEERS"
-MEM_PEERS="$(pick "ringcorn nginx ceiling hyper-peer uring-peer")"
-SIZE_PEERS="$(pick "ringcorn nginx hyper-peer uring-peer")"
-SCALE_PEERS="$(pick "ringcorn ringcorn-process nginx ceiling hyper-peer uring-peer")"
+MEM_PEERS="$(pick "ringcorn ringcorn-epoll nginx ceiling hyper-peer uring-peer")"
+SIZE_PEERS="$(pick "ringcorn ringcorn-epoll nginx hyper-peer uring-peer")"
+SCALE_PEERS="$(pick "ringcorn ringcorn-process ringcorn-epoll nginx ceiling hyper-peer uring-peer")"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
+# shellcheck source=scripts/tools.sh
+source "$SCRIPT_DIR/tools.sh"
 [[ -n "$OUT" ]] || OUT="$REPO/BENCHMARKS.md"
 CHART_DIR="$(dirname "$OUT")/benchmarks"
 PEERS_DIR="$REPO/benches/peers"
-PEERS_BIN="$PEERS_DIR/target/release"
+# Wherever cargo builds (CARGO_TARGET_DIR, a config's build.target-dir), not target/.
+TARGET="$(target_dir "$REPO/Cargo.toml")" || true
+[[ -n "$TARGET" ]] || die "cannot ask cargo where it builds (cargo metadata failed)"
+PEERS_TARGET="$(target_dir "$PEERS_DIR/Cargo.toml")" || true
+[[ -n "$PEERS_TARGET" ]] || die "cannot ask cargo where benches/peers builds (cargo metadata failed)"
+BIN="$TARGET/release/ringcorn"
+PEERS_BIN="$PEERS_TARGET/release"
 VENV="$REPO/target/bench/venv"
 cd "$REPO"
 
@@ -250,8 +259,6 @@ missing_packages() {
     fi
     echo "${pkgs[*]:-}"
 }
-# shellcheck source=scripts/tools.sh
-source "$SCRIPT_DIR/tools.sh"
 install_missing
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust from https://rustup.rs"
 CLK_TCK="$(getconf CLK_TCK)"
@@ -331,8 +338,8 @@ if (( BUILD )); then
         cargo bench --bench http --no-run >&2 || die "building the criterion bench failed"
     fi
 fi
-[[ -x target/release/ringcorn ]] || die "target/release/ringcorn not found (build it: cargo build --release)"
-section callgrind && { [[ -x target/release/examples/callgrind_requests ]] || die "target/release/examples/callgrind_requests not found"; }
+[[ -x "$BIN" ]] || die "$BIN not found (build it: cargo build --release)"
+section callgrind && { [[ -x "$TARGET/release/examples/callgrind_requests" ]] || die "$TARGET/release/examples/callgrind_requests not found"; }
 for b in ceiling hyper-peer uring-peer; do
     want "$b" && { [[ -x "$PEERS_BIN/$b" ]] || die "$PEERS_BIN/$b not found (build benches/peers)"; }
 done
@@ -401,10 +408,11 @@ MEM_EXTRA=()   # extra ringcorn flags while holding connections (memory section)
 make_cmd() {  # PEER APP WORKERS CPUS PORT DIR -> sets the array CMD
     local peer="$1" app="$2" w="$3" cpus="$4" port="$5" dir="$6"
     case "$peer" in
-        ringcorn|ringcorn-json|ringcorn-process)
-            local class=thread
+        ringcorn|ringcorn-json|ringcorn-process|ringcorn-epoll)
+            local class=thread backend=auto
             [[ "$peer" == ringcorn-process ]] && class=process
-            CMD=(taskset -c "$cpus" "$REPO/target/release/ringcorn" --workers "$w" --cpus "$cpus"
+            [[ "$peer" == ringcorn-epoll ]] && backend=epoll
+            CMD=(taskset -c "$cpus" "$BIN" --workers "$w" --cpus "$cpus" --backend "$backend"
                  --worker-class "$class" --bind "127.0.0.1:$port" --log-level warning
                  "${MEM_EXTRA[@]+"${MEM_EXTRA[@]}"}" "$app") ;;
         nginx)
@@ -730,7 +738,7 @@ if section callgrind; then
                 args=("$n"); [[ "$m" == pipelined ]] && args+=(pipelined)
                 rc=0
                 valgrind --tool=callgrind --callgrind-out-file="$out" \
-                    target/release/examples/callgrind_requests "${args[@]}" > "${out%.out}.log" 2>&1 || rc=$?
+                    "$TARGET/release/examples/callgrind_requests" "${args[@]}" > "${out%.out}.log" 2>&1 || rc=$?
                 ir="$(awk '/^summary:/ { print $2; exit }' "$out" 2>/dev/null || true)"
                 printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$m" "$n" "${ir:-}" "$rc" >> "$CG"
                 log "callgrind r$r $m N=$n: Ir ${ir:-?} (exit $rc)"
@@ -778,7 +786,7 @@ META="$RAW/meta.tsv"
     printf 'quick\t%s\n' "$QUICK"
     printf 'wrk\t%s\n' "$(wrk -v 2>&1 | head -n 1 | sed 's/ Copyright.*//')"
     want nginx && printf 'nginx\t%s\n' "$(nginx -v 2>&1 | sed 's/^nginx version: //')"
-    printf 'ringcorn\t%s\n' "$("$REPO/target/release/ringcorn" --version 2>/dev/null | head -n 1 || echo '?')"
+    printf 'ringcorn\t%s\n' "$("$BIN" --version 2>/dev/null | head -n 1 || echo '?')"
     printf 'rustc\t%s\n' "$(rustc --version 2>/dev/null || echo '?')"
     printf 'hyper\t%s\n' "$(lock_version hyper)"
     printf 'tokio\t%s\n' "$(lock_version tokio)"

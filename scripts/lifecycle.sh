@@ -123,7 +123,6 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
 [[ -n "$OUT" ]] || OUT="$REPO/benchmarks/lifecycle.md"
 PEERS_DIR="$REPO/benches/peers"
-LOADGEN="$PEERS_DIR/target/release/loadgen"
 NAIVE="$SCRIPT_DIR/naive_reuseport.py"
 cd "$REPO"
 (( CPU_SERVER < $(nproc) && CPU_LOAD < $(nproc) )) || die "--cpu-server and --cpu-load must be below $(nproc) (CPUs this process may use)"
@@ -140,6 +139,9 @@ missing_packages() {
 }
 # shellcheck source=scripts/tools.sh
 source "$SCRIPT_DIR/tools.sh"
+# Wherever cargo builds (CARGO_TARGET_DIR, a config's build.target-dir), not target/.
+BIN="$(target_dir "$REPO/Cargo.toml")/release/ringcorn"
+LOADGEN="$(target_dir "$PEERS_DIR/Cargo.toml")/release/loadgen"
 install_missing
 command -v cargo >/dev/null 2>&1 || (( ! BUILD )) || die "cargo not found: install Rust from https://rustup.rs"
 [[ -n "${EPOCHREALTIME:-}" ]] || die "bash 5 or later is needed (EPOCHREALTIME)"
@@ -186,14 +188,14 @@ if (( BUILD )); then
     log "building loadgen: cargo build --release --bin loadgen (in benches/peers)"
     (cd "$PEERS_DIR" && cargo build --release --bin loadgen >&2) || die "building benches/peers loadgen failed"
 fi
-[[ -x target/release/ringcorn ]] || die "target/release/ringcorn not found (build it: cargo build --release)"
+[[ -x "$BIN" ]] || die "$BIN not found (build it: cargo build --release)"
 [[ -x "$LOADGEN" ]] || die "$LOADGEN not found (build it: cd benches/peers && cargo build --release --bin loadgen)"
 "$LOADGEN" --help | grep -q -- --max-in-flight || die "$LOADGEN is too old (no --max-in-flight): rebuild it"
 [[ -f "$NAIVE" ]] || die "$NAIVE not found"
 # Two copies of the binary, as two builds of the same tree would be: every run starts from a
 # copy of A; the usr2 runs upgrade to B and back to A. Later rebuilds of target/ do not matter.
-cp target/release/ringcorn "$TMP/ringcorn.A"
-cp target/release/ringcorn "$TMP/ringcorn.B"
+cp "$BIN" "$TMP/ringcorn.A"
+cp "$BIN" "$TMP/ringcorn.B"
 HELP="$("$TMP/ringcorn.A" --help 2>&1 || true)"
 has_opt() { grep -q -- "$1[ =]" <<< "$HELP"; }
 RINGCORN_VERSION="$("$TMP/ringcorn.A" --version 2>/dev/null | head -n 1 || echo '?')"

@@ -46,7 +46,7 @@ done
 
 log "building the release binary"
 (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-BIN="$REPO/target/release/ringcorn"
+BIN="$(target_dir "$REPO/Cargo.toml")/release/ringcorn"
 
 scrape=()
 (( SCRAPE )) && scrape=(--scrape-every 1)

@@ -26,14 +26,18 @@ from pathlib import Path
 OTHER_WORK_LIMIT = 0.05  # share of one core used by others on the measured cores: flag the run
 MODES = {"plain": "unpipelined", "pipelined": "pipelined"}
 TIME_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
-PEER_ORDER = ["ringcorn", "ringcorn-process", "ringcorn-json", "nginx", "ceiling", "hyper-peer", "uring-peer", "gunicorn"]
-LABEL = {"ringcorn": "ringcorn hello", "ringcorn-process": "ringcorn hello (process workers)", "ringcorn-json": "ringcorn json", "nginx": "nginx",
+PEER_ORDER = ["ringcorn", "ringcorn-process", "ringcorn-json", "ringcorn-epoll", "nginx", "ceiling", "hyper-peer", "uring-peer", "gunicorn"]
+LABEL = {"ringcorn": "ringcorn hello", "ringcorn-process": "ringcorn hello (process workers)", "ringcorn-json": "ringcorn json",
+         "ringcorn-epoll": "ringcorn hello (epoll backend)", "nginx": "nginx",
          "ceiling": "ceiling", "hyper-peer": "hyper-peer", "uring-peer": "uring-peer",
          "gunicorn": "gunicorn"}
 # One colour and point type per peer, the same in every chart.
-STYLE = {"ringcorn": ("#d62728", 7), "ringcorn-process": ("#e377c2", 6), "ringcorn-json": ("#ff9896", 5), "nginx": ("#2ca02c", 9),
+STYLE = {"ringcorn": ("#d62728", 7), "ringcorn-process": ("#e377c2", 6), "ringcorn-json": ("#ff9896", 5),
+         "ringcorn-epoll": ("#bcbd22", 4), "nginx": ("#2ca02c", 9),
          "ceiling": ("#7f7f7f", 13), "hyper-peer": ("#1f77b4", 11), "uring-peer": ("#9467bd", 15),
          "gunicorn": ("#8c564b", 3)}
+# ringcorn's own variants: compared with the peers, not among them, in the summary.
+RINGCORN_VARIANTS = ("ringcorn", "ringcorn-process", "ringcorn-json", "ringcorn-epoll")
 SIZE_LABEL = {13: "13 B", 4096: "4 KiB", 65536: "64 KiB", 1048576: "1 MiB"}
 
 
@@ -696,7 +700,7 @@ def main():
         w("")
     summary = []
     if "ringcorn" in tp_peers and ref_c is not None:
-        peers = [p for p in tp_peers if p not in ("ringcorn", "ringcorn-process", "ringcorn-json")]
+        peers = [p for p in tp_peers if p not in RINGCORN_VARIANTS]
         for key, what, better in (("rps", "Requests/s", "higher is better"),
                                   ("cpu_us_per_req", "Server CPU per request", "lower is better")):
             parts = []
@@ -709,15 +713,29 @@ def main():
             if parts:
                 summary.append(f"**{what}**, ringcorn hello ÷ peer ({better}; {ref_c} connections, "
                                f"one worker each): " + "; ".join(parts) + ".")
+    if "ringcorn-epoll" in tp_peers and ref_c is not None:
+        # The fallback's price: its CPU per request against nginx's (also epoll) and against
+        # the io_uring backend's.
+        parts = []
+        for mode in MODES:
+            mine = tp_med("ringcorn-epoll", mode, ref_c, "cpu_us_per_req")
+            rs = [f"÷ {LABEL[p]} {fmt_ratio(ratio(mine, tp_med(p, mode, ref_c, 'cpu_us_per_req')))}"
+                  for p in ("nginx", "ringcorn") if p in tp_peers
+                  and tp_med(p, mode, ref_c, "cpu_us_per_req") is not None]
+            if rs:
+                parts.append(f"{MODES[mode]}{' ×' + depth if mode == 'pipelined' else ''}: " + ", ".join(rs))
+        if parts:
+            summary.append(f"**The epoll backend** (where io_uring is blocked), server CPU per "
+                           f"request ({ref_c} connections): " + "; ".join(parts) + ".")
     if "ringcorn" in mem_med and mem_med["ringcorn"] is not None:
         parts = [f"{LABEL[p]} {fmt_bytes(mem_med[p])} ({fmt_ratio(ratio(mem_med['ringcorn'], mem_med[p]))})"
-                 for p in ordered(mem_med) if p not in ("ringcorn", "ringcorn-process", "ringcorn-json") and mem_med[p]]
+                 for p in ordered(mem_med) if p not in RINGCORN_VARIANTS and mem_med[p]]
         line = (f"**Memory per idle keep-alive connection**: ringcorn {fmt_bytes(mem_med['ringcorn'])}"
                 + (" vs " + ", ".join(parts) if parts else "") + " (ringcorn ÷ peer in brackets)")
         if "ringcorn" in lat_by_peer:
             p99 = lat_med("ringcorn", "p99_us")
             others = [f"{LABEL[p]} {fmt_lat(lat_med(p, 'p99_us'))}" for p in ordered(lat_by_peer)
-                      if p not in ("ringcorn", "ringcorn-process", "ringcorn-json", "gunicorn")]
+                      if p not in RINGCORN_VARIANTS + ("gunicorn",)]
             line += (f"; p99 latency at {fmt_rate(int(meta['latency_rate']))} req/s: ringcorn "
                      f"{fmt_lat(p99)}" + (" vs " + ", ".join(others) if others else ""))
         summary.append(line + ".")

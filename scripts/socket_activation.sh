@@ -48,7 +48,7 @@ install_missing
 
 log "building the release binary"
 (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-BIN="$REPO/target/release/ringcorn"
+BIN="$(target_dir "$REPO/Cargo.toml")/release/ringcorn"
 TICK="$(getconf CLK_TCK)"
 WORK="$(mktemp -d)"
 SERVER=""

@@ -1,6 +1,13 @@
 # shellcheck shell=bash
 # Sourced by bench.sh and lifecycle.sh.
 
+# target_dir MANIFEST: the directory cargo builds that crate into (CARGO_TARGET_DIR or a
+# config's build.target-dir when set, else its target/).
+target_dir() {
+    cargo metadata --format-version 1 --no-deps --manifest-path "$1" 2>/dev/null \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
 # install_missing: install what `missing_packages` (defined by the caller,
 # printing the Debian packages still missing) names, with --install (INSTALL=1, as root), or
 # stop and say which apt-get command would. Uses the caller's `die` and `log`.
