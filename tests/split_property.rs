@@ -319,8 +319,9 @@ fn query() -> impl Strategy<Value = Option<String>> {
     prop::option::of("[a-zA-Z0-9=&%._-]{0,16}")
 }
 
+/// A valid Host: dot-separated labels (no empty one: `..` is refused), an optional port.
 fn host() -> impl Strategy<Value = String> {
-    "[a-z0-9.-]{1,16}(:[0-9]{1,5})?"
+    "[a-z0-9-]{1,8}(\\.[a-z0-9-]{1,8}){0,2}(:[0-9]{1,5})?"
 }
 
 /// A keep-alive request of any kind.

@@ -403,6 +403,98 @@ fn host_must_be_single_and_without_spaces() {
                 b"GET / HTTP/1.1\r\nHost: localhost:8080\r\n\r\n".to_vec(),
                 OK,
             ),
+            // uri-host [":" port] (RFC 9112 §3.2, RFC 3986): an IP literal, an IPv4 address or
+            // a reg-name, a port of digits; empty and `..` refused, as nginx does too.
+            (
+                "Host [::1]",
+                b"GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n".to_vec(),
+                OK,
+            ),
+            (
+                "Host [::1]:80",
+                b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n".to_vec(),
+                OK,
+            ),
+            (
+                "Host h:",
+                b"GET / HTTP/1.1\r\nHost: h:\r\n\r\n".to_vec(),
+                OK,
+            ),
+            (
+                "Host a%41",
+                b"GET / HTTP/1.1\r\nHost: a%41\r\n\r\n".to_vec(),
+                OK,
+            ),
+            (
+                "Host _x",
+                b"GET / HTTP/1.1\r\nHost: _x\r\n\r\n".to_vec(),
+                OK,
+            ),
+            (
+                "Host a,b;c",
+                b"GET / HTTP/1.1\r\nHost: a,b;c\r\n\r\n".to_vec(),
+                OK,
+            ),
+            (
+                "Host h:99999",
+                b"GET / HTTP/1.1\r\nHost: h:99999\r\n\r\n".to_vec(),
+                OK,
+            ),
+            (
+                "Host a/b",
+                b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host a:b",
+                b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host a@b",
+                b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host (empty)",
+                b"GET / HTTP/1.1\r\nHost: \r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host a..b",
+                b"GET / HTTP/1.1\r\nHost: a..b\r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host a\\b",
+                b"GET / HTTP/1.1\r\nHost: a\\b\r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host a?b",
+                b"GET / HTTP/1.1\r\nHost: a?b\r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host a#b",
+                b"GET / HTTP/1.1\r\nHost: a#b\r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host [::1",
+                b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host h:80:90",
+                b"GET / HTTP/1.1\r\nHost: h:80:90\r\n\r\n".to_vec(),
+                BAD,
+            ),
+            (
+                "Host café (UTF-8)",
+                b"GET / HTTP/1.1\r\nHost: caf\xc3\xa9\r\n\r\n".to_vec(),
+                BAD,
+            ),
         ],
     );
 }

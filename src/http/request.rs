@@ -180,7 +180,7 @@ pub(crate) fn parse_head<'a>(
             chunked = parse_transfer_encoding(h.value)?;
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
-            if h.value.iter().any(|b| b.is_ascii_whitespace()) {
+            if !valid_host(h.value) {
                 return Err(Error::BadRequest);
             }
         } else if name.eq_ignore_ascii_case("connection") {
@@ -460,9 +460,83 @@ fn split_host_port(authority: &str) -> Option<(&str, &str)> {
 }
 
 /// RFC 3986 `reg-name` bytes: unreserved, sub-delimiters, and `%` of percent-encoding.
+#[inline]
 fn is_reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)
+    REG_NAME[usize::from(b)]
 }
+
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            );
+        b += 1;
+    }
+    table
+};
+
+/// A `Host` value a server may accept (RFC 9112 §3.2: any other is answered 400): `uri-host
+/// [":" port]` with a host that is not empty (an http URI's host never is, RFC 9110 §4.2.1)
+/// and a port of digits, and, as nginx also refuses, no `..` (hosts end up in file paths).
+/// A name or IPv4 address is checked in one pass over a class table (this runs for every
+/// request); an IP literal (`[...]`) takes the general path.
+#[inline]
+fn valid_host(value: &[u8]) -> bool {
+    if value.first() == Some(&b'[') {
+        return std::str::from_utf8(value).is_ok_and(|v| {
+            split_host_port(v).is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        });
+    }
+    let mut after_dot = false;
+    for (i, &b) in value.iter().enumerate() {
+        match HOST_BYTE[usize::from(b)] {
+            HOST_NAME => after_dot = false,
+            HOST_DOT if !after_dot => after_dot = true,
+            HOST_COLON if i > 0 => return value[i + 1..].iter().all(u8::is_ascii_digit),
+            _ => return false,
+        }
+    }
+    !value.is_empty()
+}
+
+/// [`HOST_BYTE`] classes: a reg-name byte other than `.`, a `.`, the `:` before the port.
+const HOST_NAME: u8 = 1;
+const HOST_DOT: u8 = 2;
+const HOST_COLON: u8 = 3;
+
+static HOST_BYTE: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'.' => HOST_DOT,
+            b':' => HOST_COLON,
+            _ if REG_NAME[b] => HOST_NAME,
+            _ => 0,
+        };
+        b += 1;
+    }
+    table
+};
 
 /// Every line of the head ends in CRLF. httparse also accepts a bare LF; we refuse it (RFC
 /// 9112 §2.2 allows either), because a proxy in front that splits lines differently is how
