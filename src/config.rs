@@ -10,6 +10,7 @@ use crate::http::Limits;
 
 mod bind;
 mod cidr;
+mod cpu_quota;
 mod file;
 pub use bind::{Bind, Host, DEFAULT_PORT};
 pub use cidr::Cidrs;
@@ -20,6 +21,9 @@ pub use file::{load_cli, print_config};
 pub struct Config {
     /// Worker threads, one pinned per CPU.
     pub workers: usize,
+    /// Where `workers` came from, for the startup log: `--workers 4`, `--cpus 0,2 (2 CPUs)`,
+    /// `auto: 8 CPUs in the affinity mask, cgroup v2 cpu.max 200000 100000 at ... → 2`.
+    pub workers_from: String,
     /// CPUs to pin workers to: worker i runs on `cpus[i % cpus.len()]`. Empty: the CPUs this
     /// process may run on.
     pub cpus: Vec<usize>,
@@ -104,6 +108,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             workers: 1,
+            workers_from: "1 (default)".to_string(),
             cpus: Vec::new(),
             binds: vec![Bind::addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))],
             backlog: 2048,
@@ -151,7 +156,8 @@ pub struct Cli {
     #[arg(value_name = "APP")]
     pub app: Option<String>,
 
-    /// Worker threads, each pinned to its own CPU: a number, or `auto` for one per CPU.
+    /// Worker threads, each pinned to its own CPU: a number, or `auto` for one per CPU
+    /// (no more than the cgroup's CPU quota, rounded up).
     #[arg(short, long, default_value = "auto", value_parser = parse_workers, env = "RINGCORN_WORKERS")]
     pub workers: Workers,
 
@@ -361,6 +367,26 @@ pub struct Cli {
     /// Print the effective configuration as TOML (valid input for --config) and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Preflight: probe this host for what the configuration needs (io_uring, open-file and
+    /// locked-memory limits, the kernel's listen queues, CPUs, every address bound once) and
+    /// print one line per check, OK, WARN or FAIL, with the fix; exit 0 without a FAIL, else
+    /// 1. Starts no worker and serves nothing.
+    #[arg(long)]
+    pub check: bool,
+
+    /// The output of --check: `text` (a line per check) or `json` (one document).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+}
+
+/// `--format`: how `--check` prints its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// One line per check: `OK`, `WARN` or `FAIL`, its name, what it found and the fix.
+    Text,
+    /// One JSON document: `{"ok": bool, "checks": [{"name", "status", "detail", "fix"}]}`.
+    Json,
 }
 
 /// `--workers`: a count, or one per CPU.
@@ -492,13 +518,17 @@ impl Cli {
             Some(CpuList(list)) => list.clone(),
             None => Vec::new(),
         };
-        let workers = match self.workers {
-            Workers::Count(n) => n,
-            Workers::Auto if !cpus.is_empty() => cpus.len(),
-            Workers::Auto => available_cpus().len().max(1),
+        let (workers, workers_from) = match self.workers {
+            Workers::Count(n) => (n, format!("--workers {n}")),
+            Workers::Auto if !cpus.is_empty() => {
+                let from = format!("--cpus {} ({})", cpu_ranges(&cpus), count_cpus(cpus.len()));
+                (cpus.len(), from)
+            }
+            Workers::Auto => auto_workers(available_cpus().len()),
         };
         Config {
             workers,
+            workers_from,
             cpus,
             binds: self.binds.clone(),
             backlog: self.backlog,
@@ -553,6 +583,46 @@ impl Cli {
     }
 }
 
+/// `--workers auto` without `--cpus`: one worker per CPU in the affinity mask (`mask` CPUs),
+/// but no more than the cgroup's CPU quota; at least 1. Also says where the count came from.
+fn auto_workers(mask: usize) -> (usize, String) {
+    let from_mask = format!("auto: {} in the affinity mask", count_cpus(mask));
+    match cpu_quota::detect() {
+        None => (mask.max(1), from_mask),
+        Some(quota) => (
+            mask.min(quota.cpus).max(1),
+            format!("{from_mask}, {} → {}", quota.source, quota.cpus),
+        ),
+    }
+}
+
+/// A CPU list the way `--cpus` takes it: runs of consecutive CPUs as ranges (`0,2-3`).
+pub(crate) fn cpu_ranges(cpus: &[usize]) -> String {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &cpu in cpus {
+        match runs.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(cpu) => *last = cpu,
+            _ => runs.push((cpu, cpu)),
+        }
+    }
+    let shown: Vec<String> = runs
+        .iter()
+        .map(|&(first, last)| {
+            if first == last {
+                first.to_string()
+            } else {
+                format!("{first}-{last}")
+            }
+        })
+        .collect();
+    shown.join(",")
+}
+
+/// `1 CPU`, `8 CPUs`.
+fn count_cpus(n: usize) -> String {
+    format!("{n} CPU{}", if n == 1 { "" } else { "s" })
+}
+
 /// The CPUs this process may run on (its affinity mask, as `taskset` set it).
 pub fn available_cpus() -> Vec<usize> {
     core_affinity::get_core_ids()
@@ -603,16 +673,13 @@ mod tests {
         .expect("parses");
         let config = cli.config();
         assert_eq!(config.workers, 3);
+        assert_eq!(config.workers_from, "--workers 3");
         assert_eq!(config.cpus, vec![0, 2, 3]);
         assert_eq!(config.binds.len(), 2);
         assert_eq!(cli.app.as_deref(), Some("echo"));
-        assert_eq!(
-            parse(&["--cpus", "1,4-5"])
-                .expect("parses")
-                .config()
-                .workers,
-            3
-        );
+        let config = parse(&["--cpus", "1,4-5"]).expect("parses").config();
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.workers_from, "--cpus 1,4-5 (3 CPUs)");
     }
 
     #[test]

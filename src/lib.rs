@@ -21,6 +21,7 @@
 
 mod app;
 pub mod apps;
+mod check;
 pub mod config;
 pub mod http;
 mod log;

@@ -117,6 +117,10 @@ fn main(choice: Choice) -> i32 {
         }
         Cli::command().error(kind, msg).exit()
     };
+    if cli.check {
+        // Before the CPU and app checks below: `--check` reports them as FAIL lines.
+        return crate::check::run(&cli, choice.pick(&cli).map(|(name, _)| name));
+    }
     if let Err(msg) = check_cpus(&cli) {
         return usage(clap::error::ErrorKind::ValueValidation, msg);
     }
@@ -243,6 +247,8 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
         }
     };
     tracing::info!("Using app: {name}");
+    let running = master.config();
+    tracing::info!("Workers: {} ({})", running.workers, running.workers_from);
     let mut handover = upgrade::notify_ready();
     if !notifier.is_held() {
         notifier.ready(&master.status());

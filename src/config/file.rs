@@ -20,7 +20,7 @@ use toml::Value;
 use super::{Cli, CpuList, Workers};
 
 /// Long flags that say which file to read and what to do with it: not settable from it.
-const NOT_IN_FILE: [&str; 3] = ["config", "check-config", "print-config"];
+const NOT_IN_FILE: [&str; 5] = ["config", "check-config", "print-config", "check", "format"];
 
 /// Parse a command line (`args[0]` is the program name), applying the `--config` file (or
 /// `RINGCORN_CONFIG`) under the command line and the `RINGCORN_*` environment: command line >
@@ -206,22 +206,7 @@ fn enum_name<E: ValueEnum>(value: E) -> Value {
 
 /// `0,2-3` for [0, 2, 3]: consecutive runs as ranges, order kept.
 fn cpu_list(cpus: &CpuList) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    let list = &cpus.0;
-    while i < list.len() {
-        let mut j = i;
-        while j + 1 < list.len() && list[j + 1] == list[j] + 1 {
-            j += 1;
-        }
-        parts.push(if j == i {
-            list[i].to_string()
-        } else {
-            format!("{}-{}", list[i], list[j])
-        });
-        i = j + 1;
-    }
-    parts.join(",")
+    super::cpu_ranges(&cpus.0)
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, clap::Error> {
