@@ -19,6 +19,7 @@
 set -euo pipefail
 
 die() { echo "compare.sh: error: $*" >&2; exit 1; }
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 [[ $# -ge 2 ]] || die "usage: scripts/compare.sh OLD_BINARY NEW_BINARY [--rounds N] [--seconds S] [--app APP] [--old-flags F] [--new-flags F] [--scrape-every S]"
 OLD="$1"; NEW="$2"; shift 2
@@ -48,14 +49,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-cat >"$WORK/pipe.lua" <<'LUA'
-init = function(args)
-  local r = {}
-  for i = 1, 16 do r[i] = wrk.format(nil, "/") end
-  req = table.concat(r)
-end
-request = function() return req end
-LUA
 
 # one BINARY PIPELINED FLAGS: prints "requests/s cpu_us_per_request".
 one() {
@@ -88,7 +81,7 @@ PY
         SCRAPER=$!
     fi
     local script=()
-    [[ "$2" == 1 ]] && script=(-s "$WORK/pipe.lua")
+    [[ "$2" == 1 ]] && script=(-s "$SCRIPT_DIR/pipeline.lua")
     local a b out rps
     a="$(awk '{ print $14 + $15 }' "/proc/$SERVER/stat")"
     out="$(taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "${script[@]}" "$addr/")"

@@ -109,7 +109,7 @@ callgrind_one() {
         scraper=$!
     fi
     local script=() out
-    [[ "$pipe" == 1 ]] && script=(-s "$WORK/pipe.lua")
+    [[ "$pipe" == 1 ]] && script=(-s "$SCRIPT_DIR/pipeline.lua")
     out="$(wrk -t1 -c16 -d6s "${script[@]}" "$addr/")"
     [[ -n "$scraper" ]] && { kill "$scraper"; wait "$scraper" 2>/dev/null || true; }
     callgrind_control -d "$SERVER" >/dev/null
@@ -120,14 +120,6 @@ callgrind_one() {
     echo "$(awk '/requests in/ { print $1 }' <<<"$out") $(awk '/^(summary|totals):/ { print $2; exit }' "$dump")"
 }
 
-cat >"$WORK/pipe.lua" <<'LUA'
-init = function(args)
-  local r = {}
-  for i = 1, 16 do r[i] = wrk.format(nil, "/") end
-  req = table.concat(r)
-end
-request = function() return req end
-LUA
 declare -A IR
 for pipe in 0 1; do
     for m in off on; do

@@ -17,7 +17,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use serde::Serialize;
-use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::config::{available_cpus, Backend, Bind, CheckFormat, Cli, Config, WorkerClass};
 
@@ -837,16 +837,9 @@ fn check_bind(name: &'static str, bind: &Bind, first_only: bool) -> (Vec<Check>,
 
 /// Bind a throwaway TCP socket to `addr` and close it again.
 fn try_bind(addr: SocketAddr, reuse_port: bool) -> io::Result<()> {
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        // `[::]:80` and `0.0.0.0:80` are separate addresses, as the server binds them.
-        socket.set_only_v6(true)?;
-    }
+    // The server's own socket set-up (IPv6-only, as the server binds `[::]` and `0.0.0.0`
+    // apart).
+    let socket = crate::master::new_tcp_socket(addr, true)?;
     if reuse_port {
         socket.set_reuse_port(true)?;
     }

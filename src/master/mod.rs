@@ -38,6 +38,7 @@ pub use board::Pulse;
 pub use pidfile::Pidfile;
 pub use privileges::Credentials;
 pub use signals::Signal;
+pub(crate) use sockets::new_tcp_socket;
 pub use sockets::BindError;
 use sockets::{Inherited, Sockets};
 pub use upgrade::{Upgrade, UpgradeState};

@@ -953,7 +953,9 @@ fn listen_backlog(backlog: u32) -> i32 {
     i32::try_from(backlog).unwrap_or(i32::MAX)
 }
 
-fn new_tcp_socket(addr: SocketAddr, v6only: bool) -> io::Result<Socket> {
+/// A TCP socket for `addr` with SO_REUSEADDR (and IPV6_V6ONLY as asked), not yet bound: the
+/// server's own, and what `--check` binds to find out whether an address can be had.
+pub(crate) fn new_tcp_socket(addr: SocketAddr, v6only: bool) -> io::Result<Socket> {
     let domain = Domain::for_address(addr);
     let socket = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;

@@ -219,33 +219,18 @@ impl Epoll {
                 result(n)
             }
             Sqe::Read { fd, buf, len } => {
-                // Only once epoll says it is readable: the eventfd is blocking.
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: poll reads and writes one live pollfd; it does not wait.
-                if unsafe { libc::poll(&mut p, 1, 0) } <= 0 {
-                    return None;
-                }
-                // SAFETY: the worker guarantees `buf[..len]` is live and writable until this
-                // operation completes.
-                result(unsafe { libc::read(fd, buf.cast(), len as usize) })
-            }
-            Sqe::Poll { fd, events } => {
-                let mut p = libc::pollfd {
-                    fd,
-                    events: events as i16,
-                    revents: 0,
-                };
-                // SAFETY: poll reads and writes one live pollfd; it does not wait.
-                match unsafe { libc::poll(&mut p, 1, 0) } {
-                    n if n > 0 => Some(i32::from(p.revents as u16)),
-                    0 => None,
-                    _ => Some(-errno()),
+                // Only once it is readable: the eventfd is blocking.
+                match poll_now(fd, libc::POLLIN) {
+                    n if n <= 0 => None,
+                    // SAFETY: the worker guarantees `buf[..len]` is live and writable until
+                    // this operation completes.
+                    _ => result(unsafe { libc::read(fd, buf.cast(), len as usize) }),
                 }
             }
+            Sqe::Poll { fd, events } => match poll_now(fd, events as i16) {
+                0 => None,
+                n => Some(n),
+            },
             Sqe::Timeout { .. } | Sqe::Cancel { .. } => None,
         }
     }
@@ -357,6 +342,21 @@ impl Driver for Epoll {
         if let Some(slot) = self.slots.get_mut(fd as usize) {
             *slot = Slot::default();
         }
+    }
+}
+
+/// The poll events `fd` has now of `events` (0: none yet), or `-errno`; never waits.
+fn poll_now(fd: RawFd, events: i16) -> i32 {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes one live pollfd; a zero timeout does not wait.
+    match unsafe { libc::poll(&mut p, 1, 0) } {
+        n if n > 0 => i32::from(p.revents as u16),
+        0 => 0,
+        _ => -errno(),
     }
 }
 
