@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::{Request, Response};
+use crate::{Config, Request, Response};
 
 /// Answers requests on one worker. Called on the worker's thread only, one request at a time,
 /// so it may keep plain mutable state (`&mut self`), `Rc` and `RefCell` included.
@@ -67,10 +67,20 @@ impl DynApp {
     }
 }
 
+/// Builds an app from the configuration (its options, like the `static` app's `--root`).
+type Configure = Arc<dyn Fn(&Config) -> Result<DynApp, String> + Send + Sync>;
+
+/// A registered app: ready, or built from the configuration once it is known.
+#[derive(Clone)]
+enum Entry {
+    Ready(DynApp),
+    Configured(Configure),
+}
+
 /// Named apps; the command line's `APP` argument picks one (the first is the default).
 #[derive(Clone, Default)]
 pub struct Apps {
-    entries: Vec<(String, DynApp)>,
+    entries: Vec<(String, Entry)>,
 }
 
 impl Apps {
@@ -79,11 +89,25 @@ impl Apps {
     }
 
     /// Register `app` under `name` (names are unique: a later one replaces an earlier one).
-    pub fn with<A: App>(mut self, name: &str, app: A) -> Self {
-        let erased = DynApp::new(app);
+    pub fn with<A: App>(self, name: &str, app: A) -> Self {
+        self.insert(name, Entry::Ready(DynApp::new(app)))
+    }
+
+    /// Register an app built from the configuration when it is chosen (and again on each
+    /// reload); an error (a missing or bad option) stops the server with that message.
+    pub fn with_config<A, F>(self, name: &str, build: F) -> Self
+    where
+        A: App,
+        F: Fn(&Config) -> Result<A, String> + Send + Sync + 'static,
+    {
+        let configure: Configure = Arc::new(move |config| build(config).map(DynApp::new));
+        self.insert(name, Entry::Configured(configure))
+    }
+
+    fn insert(mut self, name: &str, entry: Entry) -> Self {
         match self.entries.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => entry.1 = erased,
-            None => self.entries.push((name.to_string(), erased)),
+            Some(existing) => existing.1 = entry,
+            None => self.entries.push((name.to_string(), entry)),
         }
         self
     }
@@ -93,11 +117,16 @@ impl Apps {
         self.entries.iter().map(|(n, _)| n.as_str())
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<DynApp> {
-        self.entries
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| a.clone())
+    /// The app named `name`, built for `config` if it is built from it; `None` if no app
+    /// has that name.
+    pub(crate) fn get(&self, name: &str, config: &Config) -> Option<Result<DynApp, String>> {
+        let (_, entry) = self.entries.iter().find(|(n, _)| n == name)?;
+        Some(match entry {
+            Entry::Ready(app) => Ok(app.clone()),
+            Entry::Configured(configure) => {
+                configure(config).map_err(|e| format!("app `{name}`: {e}"))
+            }
+        })
     }
 }
 

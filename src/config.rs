@@ -45,6 +45,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Request size limits.
     pub limits: Limits,
+    /// `--body-temp-dir`: where bodies past `limits.body_buffer` are spooled (`None`: the
+    /// system's temporary directory).
+    pub body_temp_dir: Option<PathBuf>,
     /// Workers as threads of the master, or as forked processes (Gunicorn's model).
     pub worker_class: WorkerClass,
     /// `--backend`: the workers' I/O driver.
@@ -65,6 +68,8 @@ pub struct Config {
     pub umask: Option<u32>,
     /// A path the server answers itself, before the app: 200 while serving, 503 draining.
     pub health_path: Option<String>,
+    /// `--root`: the directory the `static` app serves.
+    pub root: Option<PathBuf>,
     /// On SIGTERM/SIGINT, serve on this long (the health path saying 503) before the
     /// listeners close, so that load balancers stop sending first.
     pub drain_delay: Duration,
@@ -129,6 +134,8 @@ impl Default for Config {
             group: None,
             umask: None,
             health_path: None,
+            body_temp_dir: None,
+            root: None,
             drain_delay: Duration::ZERO,
             access_log: None,
             proxy_protocol: None,
@@ -230,9 +237,21 @@ pub struct Cli {
     pub limit_request_head: u64,
 
     /// Largest request body in bytes, after chunked decoding (413 beyond, answered before the
-    /// body is read when its length is declared).
-    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 32), env = "RINGCORN_MAX_BODY_SIZE")]
+    /// body is read when its length is declared). Bodies past --body-buffer-size are written
+    /// to a temporary file as they arrive, so this may be gigabytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 40), env = "RINGCORN_MAX_BODY_SIZE")]
     pub max_body_size: u64,
+
+    /// Request bodies up to this size are held in memory; a larger one is written to an
+    /// unnamed temporary file in --body-temp-dir as it arrives (the handler gets it mapped,
+    /// and as the file).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..=1 << 30), env = "RINGCORN_BODY_BUFFER_SIZE")]
+    pub body_buffer_size: u64,
+
+    /// The directory for request bodies larger than --body-buffer-size (default: $TMPDIR or
+    /// /tmp; on tmpfs they take memory, so point it at a disk for large uploads).
+    #[arg(long, value_name = "DIR", env = "RINGCORN_BODY_TEMP_DIR")]
+    pub body_temp_dir: Option<PathBuf>,
 
     /// Log level.
     #[arg(long, value_enum, default_value_t = LogLevel::Info, env = "RINGCORN_LOG_LEVEL")]
@@ -301,6 +320,11 @@ pub struct Cli {
     /// 503 once a stop is announced or the worker drains.
     #[arg(long, value_name = "PATH", value_parser = parse_health_path, env = "RINGCORN_HEALTH_PATH")]
     pub health_path: Option<String>,
+
+    /// The directory the `static` app serves (files under it only; symlinks out of it are
+    /// refused).
+    #[arg(long, value_name = "DIR", env = "RINGCORN_ROOT")]
+    pub root: Option<PathBuf>,
 
     /// Seconds to serve on after SIGTERM/SIGINT, with the health path answering 503, before
     /// the listeners close (load balancers stop sending first).
@@ -545,6 +569,7 @@ impl Cli {
                 max_header_count: self.limit_request_fields as usize,
                 max_head: self.limit_request_head as usize,
                 max_body: self.max_body_size as usize,
+                body_buffer: self.body_buffer_size as usize,
                 ..Limits::default()
             },
             worker_class: self.worker_class,
@@ -557,6 +582,8 @@ impl Cli {
             group: self.group.clone(),
             umask: self.umask.map(|m| m.0),
             health_path: self.health_path.clone(),
+            body_temp_dir: self.body_temp_dir.clone(),
+            root: self.root.clone(),
             drain_delay: Duration::from_secs(self.drain_delay),
             // The value parser accepted the format already.
             proxy_protocol: match self.proxy_protocol {

@@ -45,11 +45,13 @@ impl Choice {
                     .clone()
                     .or_else(|| names.first().map(|n| n.to_string()))
                     .unwrap_or_default();
-                apps.get(&name)
-                    .map(|app| (name.clone(), app))
-                    .ok_or_else(|| {
-                        format!("unknown app `{name}`; available apps: {}", names.join(", "))
-                    })
+                match apps.get(&name, &cli.config()) {
+                    Some(app) => app.map(|app| (name.clone(), app)),
+                    None => Err(format!(
+                        "unknown app `{name}`; available apps: {}",
+                        names.join(", ")
+                    )),
+                }
             }
         }
     }

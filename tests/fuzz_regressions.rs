@@ -78,6 +78,7 @@ fn small() -> Limits {
         max_head: 256,
         max_header_count: 8,
         max_body: 256,
+        body_buffer: 64,
         max_chunk_extensions: 32,
     }
 }
@@ -90,6 +91,7 @@ fn tiny() -> Limits {
         max_head: 48,
         max_header_count: 2,
         max_body: 8,
+        body_buffer: 2,
         max_chunk_extensions: 4,
     }
 }

@@ -4,7 +4,9 @@
 //! # Input layout
 //!
 //! ```text
-//! byte 0  cfg   bits 0-1  limits: 0 default, 1 small, 2 tiny, 3 custom (6 bytes follow)
+//! byte 0  cfg   bits 0-1  limits: 0 default, 1 small, 2 tiny, 3 custom (6 bytes follow);
+//!                         small, tiny and custom spool bodies past a body buffer smaller
+//!                         than their largest body (the path of `--body-buffer-size`)
 //!               bit  2    the handler panics on the path `/panic` (the 500 path)
 //!               bit  3    drain() (graceful shutdown) before read number D (1 byte follows)
 //!               bit  4    time_out() before read number T, if a request is under way (1 byte)
@@ -54,6 +56,14 @@ use ringcorn::{Request, Response};
 // there; keep in step).
 /// `READ_SIZE`: the first read buffer, and the slack in the input buffer's cap.
 const READ_SIZE: usize = 4096;
+/// While a body is spooled (it is longer than `body_buffer`), the input has room for one read
+/// of this size past what it holds (`conn.rs`'s `spool_read`); 0 when nothing can be spooled.
+fn spool_read(limits: &Limits) -> usize {
+    if limits.body_buffer >= limits.max_body {
+        return 0;
+    }
+    limits.body_buffer.clamp(READ_SIZE, 256 * 1024)
+}
 /// `OUTPUT_HIGH_WATER`: process() stops answering once this much output waits.
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// `SHRINK_ABOVE`: buffers grown past this are given back once their request is done.
@@ -194,6 +204,7 @@ impl<'a> Plan<'a> {
                 max_head: 256,
                 max_header_count: 8,
                 max_body: 256,
+                body_buffer: 64,
                 max_chunk_extensions: 32,
             },
             2 => Limits {
@@ -202,6 +213,7 @@ impl<'a> Plan<'a> {
                 max_head: 48,
                 max_header_count: 2,
                 max_body: 8,
+                body_buffer: 2,
                 max_chunk_extensions: 4,
             },
             _ => {
@@ -212,6 +224,7 @@ impl<'a> Plan<'a> {
                     max_head: 32 + usize::from(b[2]) * 16,
                     max_header_count: usize::from(b[3] % 32),
                     max_body: usize::from(b[4]) * 16,
+                    body_buffer: usize::from(b[4]) * 8,
                     max_chunk_extensions: usize::from(b[5]),
                 }
             }
@@ -317,12 +330,15 @@ impl Bounds {
     /// the longest output (+ the slack encode() reserves). Each at most doubled by `Vec`'s
     /// amortised growth.
     fn proportional(limits: &Limits, received: usize, peak_output: usize) -> usize {
-        let input = (2 * received + limits.max_head + limits.max_body).max(READ_SIZE);
+        let input =
+            (2 * received + limits.max_head + limits.max_body + spool_read(limits)).max(READ_SIZE);
         2 * input + 2 * (peak_output + 256)
     }
 
     fn new(limits: &Limits) -> Self {
-        let input_len = (2 * limits.max_head + limits.max_body + 4 * READ_SIZE).max(READ_SIZE);
+        let in_memory = limits.max_body.min(limits.body_buffer);
+        let input_len =
+            (2 * limits.max_head + in_memory + 4 * READ_SIZE + spool_read(limits)).max(READ_SIZE);
         // Status line (`HTTP/1.1 NNN ` + reason + CRLF) < 64, Server + Date block 55,
         // `X-Path: ` + path + CRLF, `Content-Type: text/plain` 26, `Content-Length: ` + 20
         // digits + CRLF 38, `Connection: keep-alive` 24, blank line 2: < 256 + path.

@@ -136,6 +136,13 @@ pub fn print_config(cli: &Cli) -> String {
     put("limit-request-fields", int(cli.limit_request_fields));
     put("limit-request-head", int(cli.limit_request_head));
     put("max-body-size", int(cli.max_body_size));
+    put("body-buffer-size", int(cli.body_buffer_size));
+    if let Some(dir) = &cli.body_temp_dir {
+        put(
+            "body-temp-dir",
+            Value::String(dir.to_string_lossy().into_owned()),
+        );
+    }
     put("log-level", enum_name(cli.log_level));
     put("worker-class", enum_name(cli.worker_class));
     put("backend", enum_name(cli.backend));
@@ -157,6 +164,9 @@ pub fn print_config(cli: &Cli) -> String {
     }
     if let Some(path) = &cli.health_path {
         put("health-path", Value::String(path.clone()));
+    }
+    if let Some(root) = &cli.root {
+        put("root", Value::String(root.to_string_lossy().into_owned()));
     }
     put("drain-delay", int(cli.drain_delay));
     if let Some(path) = &cli.access_logfile {
@@ -841,6 +851,12 @@ mod tests {
             "7",
             "--health-path",
             "/h",
+            "--root",
+            "/srv/www",
+            "--body-buffer-size",
+            "65536",
+            "--body-temp-dir",
+            "/var/tmp",
             "--access-logfile",
             "a.log",
             "--forwarded-allow-ips",

@@ -100,6 +100,8 @@ pub(crate) struct ChunkedDecoder {
     read: usize,
     /// Decoded bytes, stored at the start of the region.
     written: usize,
+    /// Decoded bytes the owner took out of the region before these (spooled).
+    taken: u64,
     /// Size of the chunk being read, then bytes left to copy.
     remaining: u64,
     digits: u8,
@@ -126,6 +128,7 @@ impl ChunkedDecoder {
             state: State::Size,
             read: 0,
             written: 0,
+            taken: 0,
             remaining: 0,
             digits: 0,
             extension_bytes: 0,
@@ -149,6 +152,22 @@ impl ChunkedDecoder {
         region.copy_within(self.read..filled, self.written);
         self.read = self.written;
         gap
+    }
+
+    /// Decoded bytes at the start of the region (not counting those already taken).
+    pub fn decoded(&self) -> usize {
+        self.written
+    }
+
+    /// The owner has stored the decoded bytes at the start of `region` elsewhere: move the
+    /// unread rest (bytes `read..filled`) down to the start. Returns how many bytes were freed.
+    pub fn take_decoded(&mut self, region: &mut [u8], filled: usize) -> usize {
+        let freed = self.read;
+        region.copy_within(self.read..filled, 0);
+        self.taken += self.written as u64;
+        self.written = 0;
+        self.read = 0;
+        freed
     }
 
     /// Decode what `region` (the bytes after the head, as far as received) holds.
@@ -311,7 +330,9 @@ impl ChunkedDecoder {
     }
 
     fn check_body_size(&self, limits: &Limits) -> Result<(), Error> {
-        let total = (self.written as u64).saturating_add(self.remaining);
+        let total = (self.written as u64)
+            .saturating_add(self.taken)
+            .saturating_add(self.remaining);
         if total > limits.max_body as u64 {
             Err(Error::PayloadTooLarge)
         } else {

@@ -1,8 +1,10 @@
 //! One HTTP/1.1 connection as a state machine: received bytes in, response bytes out.
 //!
 //! Every complete request in the input is answered in order into one output buffer (pipelining
-//! costs one send per batch). Request bodies are read whole before the handler runs, within
-//! `Limits::max_body`. The connection decides keep-alive and closing; its owner only moves bytes.
+//! costs one send per batch). A body that is not copied (held bytes, a stream, a file) follows
+//! the output as its tail, and requests after it wait until it is sent. Request bodies are read
+//! whole before the handler runs, within `Limits::max_body`. The connection decides keep-alive
+//! and closing; its owner only moves bytes, as [`Connection::plan`] says.
 
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,9 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 use super::access_log::Entry;
 use super::body::ChunkedDecoder;
 use super::forwarded;
+use super::outgoing::{self, Delimit, Plan, Pulled, Source, Tail};
 use super::proxy;
-use super::request::{parse_head, Framing, HeaderSlots, MAX_HEADERS};
-use super::response::{self, encode, CONTINUE};
+use super::request::{parse_head, Framing, Head, HeaderSlots, MAX_HEADERS};
+use super::response::{self, encode, encode_head, has_body, Length, CONTINUE};
+use super::spool::{Spool, Spooled};
 use super::{Context, Error, Request, Response};
 use crate::metrics::{Counter, Counters};
 use crate::Handler;
@@ -24,6 +28,18 @@ const READ_SIZE: usize = 4096;
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// Buffers grown past this for one large request are given back once it is done.
 const SHRINK_ABOVE: usize = 64 * 1024;
+/// A body a handler wrote into its body buffer that is larger than this is handed to the
+/// connection as it is, not copied after the head.
+const MOVE_ABOVE: usize = 64 * 1024;
+/// While a body is being spooled, each read has room for this much of it (less with a body
+/// buffer smaller than this: see [`spool_read`]).
+const SPOOL_READ: usize = 256 * 1024;
+
+/// The room for each read while a body is spooled: large, so that a big upload takes few
+/// reads and writes, but never more than the body buffer (at least one [`READ_SIZE`]).
+pub(crate) fn spool_read(limits: &super::Limits) -> usize {
+    limits.body_buffer.clamp(READ_SIZE, SPOOL_READ)
+}
 
 /// What the connection needs from its owner next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +55,63 @@ pub enum Want {
 /// Progress on the request at the start of the input, kept while its body arrives.
 #[derive(Debug, Default)]
 struct Pending {
-    /// Boxed: most requests have no chunked body, and every idle connection would otherwise
-    /// carry the decoder's ~90 bytes.
-    chunked: Option<Box<ChunkedDecoder>>,
+    /// Boxed: most requests have no chunked or spooled body, and every idle connection would
+    /// otherwise carry the decoder's ~100 bytes.
+    body: Option<Box<BodyProgress>>,
     continue_sent: bool,
     /// Input bytes (from the request start) a Content-Length request needs in full: its head
     /// is complete and its body is awaited.
     need: usize,
+}
+
+/// A body on its way in: the chunked decoder's state, and the spool file of a body larger
+/// than `Limits::body_buffer`.
+#[derive(Debug)]
+struct BodyProgress {
+    chunked: ChunkedDecoder,
+    spool: Option<Spool>,
+}
+
+impl BodyProgress {
+    fn new() -> Box<BodyProgress> {
+        Box::new(BodyProgress {
+            chunked: ChunkedDecoder::new(),
+            spool: None,
+        })
+    }
+
+    /// Append `bytes` to the spool (created in `dir` if there is none yet).
+    fn spool(&mut self, bytes: &[u8], ctx: &Context) -> Result<(), Error> {
+        let spool = match &mut self.spool {
+            Some(spool) => spool,
+            None => {
+                let dir = ctx.body_temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+                let created = Spool::create(&dir).map_err(|e| {
+                    tracing::error!(
+                        "cannot create a temporary file for a request body in {}: {e}",
+                        dir.display()
+                    );
+                    Error::BodyNotStored
+                })?;
+                self.spool.insert(created)
+            }
+        };
+        spool.write(bytes).map_err(|e| {
+            tracing::error!("cannot write a request body to its temporary file: {e}");
+            Error::BodyNotStored
+        })
+    }
+
+    /// The spooled body, complete.
+    fn finish(&mut self) -> Result<Option<Spooled>, Error> {
+        let Some(spool) = self.spool.take() else {
+            return Ok(None);
+        };
+        spool.finish().map(Some).map_err(|e| {
+            tracing::error!("cannot map a spooled request body: {e}");
+            Error::BodyNotStored
+        })
+    }
 }
 
 /// A connection's buffers and protocol state.
@@ -58,6 +124,9 @@ pub struct Connection {
     /// Encoded responses; `output[sent..]` is still to be sent.
     output: Vec<u8>,
     sent: usize,
+    /// A body sent after the output (held bytes, a stream, a file); boxed: most connections
+    /// never have one, and idle ones must stay small.
+    tail: Option<Box<Tail>>,
     pending: Pending,
     /// After the output is flushed, close (error, `Connection: close`, HTTP/1.0, draining).
     close_after_flush: bool,
@@ -94,9 +163,15 @@ impl Connection {
             self.filled -= self.start;
             self.start = 0;
         }
-        if self.filled == self.input.len() {
+        let spool_read = spool_read(&ctx.limits);
+        if self.spooling() && self.input.len() - self.filled < spool_read {
+            // A body going to its spool file: room for one large read; the buffer does not
+            // grow past this (the input holds only the head and what the read brings).
+            self.input.resize(self.filled + spool_read, 0);
+        } else if self.filled == self.input.len() {
             let limits = &ctx.limits;
-            let cap = 2 * limits.max_head + limits.max_body + 4 * READ_SIZE;
+            let in_memory = limits.max_body.min(limits.body_buffer);
+            let cap = 2 * limits.max_head + in_memory + 4 * READ_SIZE;
             let len = (self.input.len() * 2).min(cap).max(self.input.len());
             self.input.resize(len, 0);
         }
@@ -135,6 +210,7 @@ impl Connection {
         while !self.close_after_flush
             && self.start < self.filled
             && self.output.len() < OUTPUT_HIGH_WATER
+            && self.tail.is_none()
         {
             match self.next_request(handler, ctx) {
                 Some(used) => {
@@ -148,30 +224,104 @@ impl Connection {
         answered
     }
 
-    /// Bytes to send now.
+    /// Bytes to send next, as one buffer (empty once only a file region is left: see
+    /// [`Self::plan`], which the worker follows).
     pub fn output(&self) -> &[u8] {
-        &self.output[self.sent..]
+        if self.tail.is_none() {
+            return &self.output[self.sent..];
+        }
+        match self.plan() {
+            Plan::Bytes(bytes) | Plan::Vectored(bytes, _) | Plan::File { head: bytes, .. } => bytes,
+            Plan::Idle => &[],
+        }
     }
 
-    /// `n` bytes of [`Self::output`] were sent.
+    /// How the bytes owed go out next: one buffer, two in one vectored send, or a file region.
+    pub fn plan(&self) -> Plan<'_> {
+        let first = &self.output[self.sent..];
+        match &self.tail {
+            Some(tail) => tail.plan(first),
+            None if first.is_empty() => Plan::Idle,
+            None => Plan::Bytes(first),
+        }
+    }
+
+    /// `n` bytes of [`Self::plan`] were sent (of a vectored plan: counted across both).
     pub fn sent(&mut self, n: usize) {
-        assert!(
-            self.sent + n <= self.output.len(),
-            "sent more than the output holds"
-        );
-        self.sent += n;
+        if self.tail.is_none() {
+            assert!(
+                self.sent + n <= self.output.len(),
+                "sent more than the output holds"
+            );
+            self.sent += n;
+            if self.sent == self.output.len() {
+                self.output.clear();
+                self.sent = 0;
+                if self.output.capacity() > SHRINK_ABOVE {
+                    self.output = Vec::new();
+                }
+            }
+            return;
+        }
+        self.sent_with_tail(n);
+    }
+
+    /// [`Self::sent`] when a tail follows the output.
+    #[inline(never)]
+    fn sent_with_tail(&mut self, n: usize) {
+        let in_output = (self.output.len() - self.sent).min(n);
+        self.sent += in_output;
+        if in_output < n {
+            let tail = self.tail.as_mut().expect("sent more than the output holds");
+            if tail.sent(n - in_output) {
+                self.tail = None;
+            }
+        }
         if self.sent == self.output.len() {
             self.output.clear();
             self.sent = 0;
             if self.output.capacity() > SHRINK_ABOVE {
                 self.output = Vec::new();
             }
+            if self.tail.as_ref().is_some_and(|t| t.is_stream()) {
+                self.pull();
+            }
+        }
+    }
+
+    /// The file region being sent ended before its length (the file shrank): the response
+    /// cannot be completed; the connection closes.
+    pub fn file_ended_early(&mut self) {
+        tracing::debug!("a file shrank while it was being sent; closing its connection");
+        self.tail = None;
+        self.output.clear();
+        self.sent = 0;
+        self.close_after_flush = true;
+    }
+
+    /// Pull the stream in the tail into the output.
+    fn pull(&mut self) {
+        let Some(tail) = &mut self.tail else {
+            return;
+        };
+        match tail.pull(&mut self.output) {
+            Pulled::More => {}
+            Pulled::Done => {
+                if tail.delimit() == Delimit::Close {
+                    self.close_after_flush = true;
+                }
+                self.tail = None;
+            }
+            Pulled::Broken => {
+                self.tail = None;
+                self.close_after_flush = true;
+            }
         }
     }
 
     /// What to do next.
     pub fn want(&self) -> Want {
-        if self.sent < self.output.len() {
+        if self.sent < self.output.len() || self.tail.is_some() {
             Want::Write
         } else if self.close_after_flush {
             Want::Close
@@ -187,7 +337,15 @@ impl Connection {
 
     /// The request under way has a complete head and is waiting for (the rest of) its body.
     pub fn awaiting_body(&self) -> bool {
-        self.pending.need > 0 || self.pending.chunked.is_some()
+        self.pending.need > 0 || self.pending.body.is_some()
+    }
+
+    /// The body under way is being written to a temporary file.
+    fn spooling(&self) -> bool {
+        self.pending
+            .body
+            .as_ref()
+            .is_some_and(|b| b.spool.is_some())
     }
 
     /// Give the buffers back while the connection is idle (nothing received or owed), so an
@@ -279,10 +437,15 @@ impl Connection {
         };
         let head_len = head.len;
         let expect_continue = head.expect_continue;
-        // A chunked body is decoded in place after a first parse; the head is then parsed again
-        // (into these slots) to borrow it next to the decoded body.
+        // A chunked or spooled body is taken in after a first parse; the head is then parsed
+        // again (into these slots) to borrow it next to the body.
         let mut reparse_slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-        let (mut head, used) = match head.framing {
+        // A body larger than `body_buffer`, spooled; the request borrows its mapping.
+        let spooled: Option<Spooled>;
+        let (head, used) = match head.framing {
+            Framing::Length(n) if n > ctx.limits.body_buffer as u64 => {
+                return self.next_spooled_request(handler, ctx, head_len, n, expect_continue);
+            }
             Framing::Length(n) => {
                 // parse_head refused lengths over max_body, so this fits in usize.
                 let total = head_len + n as usize;
@@ -297,15 +460,20 @@ impl Connection {
             }
             Framing::Chunked => {
                 let (head_bytes, region) = buf.split_at_mut(head_len);
-                let decoder = self
-                    .pending
-                    .chunked
-                    .get_or_insert_with(|| Box::new(ChunkedDecoder::new()));
+                let progress = self.pending.body.get_or_insert_with(BodyProgress::new);
+                let decoder = &mut progress.chunked;
                 let done = match decoder.decode(region, &ctx.limits) {
                     Err(e) => return Some(self.fail(e, ctx)),
                     Ok(None) => {
                         let region_len = region.len();
-                        if decoder.gap() >= READ_SIZE {
+                        let decoded = decoder.decoded();
+                        if progress.spool.is_some() || decoded > ctx.limits.body_buffer {
+                            // Past the in-memory limit: what is decoded goes to the spool.
+                            if let Err(e) = progress.spool(&region[..decoded], ctx) {
+                                return Some(self.fail(e, ctx));
+                            }
+                            self.filled -= progress.chunked.take_decoded(region, region_len);
+                        } else if decoder.gap() >= READ_SIZE {
                             self.filled -= decoder.compact(region, region_len);
                         }
                         self.send_continue(expect_continue);
@@ -313,52 +481,109 @@ impl Connection {
                     }
                     Ok(Some(done)) => done,
                 };
+                if progress.spool.is_some() {
+                    let finished = progress
+                        .spool(&region[..done.body], ctx)
+                        .and_then(|()| progress.finish());
+                    match finished {
+                        Ok(body) => spooled = body,
+                        Err(e) => return Some(self.fail(e, ctx)),
+                    }
+                } else {
+                    spooled = None;
+                }
                 let Ok(Some(mut head)) = parse_head(head_bytes, &mut reparse_slots, &ctx.limits)
                 else {
                     unreachable!("a head that parsed once parses again");
                 };
                 head.request.body = &region[..done.body];
+                if let Some(body) = &spooled {
+                    head.request.body = body.map.bytes();
+                    head.request.body_file = Some(&body.file);
+                }
                 (head, head_len + done.consumed)
             }
         };
-        // The request borrows the connection's addresses from the context; the handler's
-        // scratch buffers are borrowed beside them.
-        let Context {
-            conn,
-            forwarded_allow,
-            res_headers,
-            res_body,
-            date,
-            access_log,
-            counters,
-            ..
-        } = ctx;
-        let forwarded_info;
-        head.request.conn = conn;
-        if let Some(trusted) = forwarded_allow {
-            let mut info = *conn;
-            forwarded::apply(&head.request, trusted, &mut info);
-            forwarded_info = info;
-            head.request.conn = &forwarded_info;
-        }
-        let scratch = Scratch {
-            headers: res_headers,
-            body: res_body,
-            date,
-            log: access_log,
-            counters,
-        };
-        let close = answer(
+        let close = respond(
             handler,
-            &head.request,
-            head.is_head,
-            head.keep_alive,
+            head,
+            ctx,
             self.draining,
             &mut self.output,
-            scratch,
+            &mut self.tail,
         );
-        self.close_after_flush |= close;
+        self.answered(close);
         Some(used)
+    }
+
+    /// After a response is encoded: close after it if it says so, and pull the first part of
+    /// a streamed body, which goes with the head.
+    fn answered(&mut self, close: bool) {
+        self.close_after_flush |= close;
+        if self.tail.as_ref().is_some_and(|t| t.is_stream()) {
+            self.pull();
+        }
+    }
+
+    /// [`Self::next_request`] for a Content-Length body larger than `Limits::body_buffer`:
+    /// take in what has arrived of it (into its spool), and answer once it is complete.
+    fn next_spooled_request<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        ctx: &mut Context,
+        head_len: usize,
+        len: u64,
+        expect_continue: bool,
+    ) -> Option<usize> {
+        let spooled = match self.spool_length(head_len, len, expect_continue, ctx) {
+            Err(e) => return Some(self.fail(e, ctx)),
+            Ok(None) => return None,
+            Ok(Some(body)) => body,
+        };
+        let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let head_bytes = &self.input[self.start..self.start + head_len];
+        let Ok(Some(mut head)) = parse_head(head_bytes, &mut slots, &ctx.limits) else {
+            unreachable!("a head that parsed once parses again");
+        };
+        head.request.body = spooled.map.bytes();
+        head.request.body_file = Some(&spooled.file);
+        let close = respond(
+            handler,
+            head,
+            ctx,
+            self.draining,
+            &mut self.output,
+            &mut self.tail,
+        );
+        self.answered(close);
+        // The body left the input as it arrived: only the head is consumed here.
+        Some(head_len)
+    }
+
+    /// Take in what has arrived of a Content-Length body of `len` bytes that is too large to
+    /// hold in memory: it is appended to the spool, and the input keeps only the head (and
+    /// whatever follows the body). `Some` once the body is complete.
+    fn spool_length(
+        &mut self,
+        head_len: usize,
+        len: u64,
+        expect_continue: bool,
+        ctx: &Context,
+    ) -> Result<Option<Spooled>, Error> {
+        let progress = self.pending.body.get_or_insert_with(BodyProgress::new);
+        let body_start = self.start + head_len;
+        let written = progress.spool.as_ref().map_or(0, Spool::len);
+        let owed = usize::try_from(len - written).unwrap_or(usize::MAX);
+        let take = (self.filled - body_start).min(owed);
+        progress.spool(&self.input[body_start..body_start + take], ctx)?;
+        self.input
+            .copy_within(body_start + take..self.filled, body_start);
+        self.filled -= take;
+        if take < owed {
+            self.send_continue(expect_continue);
+            return Ok(None);
+        }
+        progress.finish()
     }
 
     fn send_continue(&mut self, expected: bool) {
@@ -410,6 +635,56 @@ impl Connection {
     }
 }
 
+/// Answer a parsed request: the connection's addresses (or the forwarded ones), the handler,
+/// the encoding. Returns whether the connection closes after the response.
+fn respond<H: Handler>(
+    handler: &mut H,
+    head: Head<'_>,
+    ctx: &mut Context,
+    draining: bool,
+    out: &mut Vec<u8>,
+    tail: &mut Option<Box<Tail>>,
+) -> bool {
+    // The request borrows the connection's addresses from the context; the handler's
+    // scratch buffers are borrowed beside them.
+    let Context {
+        conn,
+        forwarded_allow,
+        res_headers,
+        res_body,
+        date,
+        access_log,
+        counters,
+        ..
+    } = ctx;
+    let forwarded_info;
+    let mut head = head;
+    head.request.conn = conn;
+    if let Some(trusted) = forwarded_allow {
+        let mut info = *conn;
+        forwarded::apply(&head.request, trusted, &mut info);
+        forwarded_info = info;
+        head.request.conn = &forwarded_info;
+    }
+    let scratch = Scratch {
+        headers: res_headers,
+        body: res_body,
+        date,
+        log: access_log,
+        counters,
+    };
+    answer(
+        handler,
+        &head.request,
+        head.is_head,
+        head.keep_alive,
+        draining,
+        out,
+        tail,
+        scratch,
+    )
+}
+
 /// What `answer` borrows from the [`Context`] beside the request.
 struct Scratch<'c> {
     headers: &'c mut Vec<u8>,
@@ -419,7 +694,9 @@ struct Scratch<'c> {
     counters: &'c mut Counters,
 }
 
-/// Call the handler and encode its response. Returns whether the connection closes after it.
+/// Call the handler and encode its response; a body that is not copied into the output becomes
+/// its `tail`. Returns whether the connection closes after it.
+#[allow(clippy::too_many_arguments)]
 fn answer<H: Handler>(
     handler: &mut H,
     request: &Request<'_>,
@@ -427,6 +704,7 @@ fn answer<H: Handler>(
     keep_alive: bool,
     draining: bool,
     out: &mut Vec<u8>,
+    tail: &mut Option<Box<Tail>>,
     scratch: Scratch<'_>,
 ) -> bool {
     let Scratch {
@@ -439,10 +717,11 @@ fn answer<H: Handler>(
     let started = log.as_ref().map(|_| Instant::now());
     let mut res = Response::new(headers, body);
     let called = catch_unwind(AssertUnwindSafe(|| handler.call(request, &mut res)));
-    let (status, close) = match called {
+    let (status, close, source) = match called {
         Ok(()) => (
             res.status_code(),
             !keep_alive || draining || res.wants_close(),
+            res.take_source(),
         ),
         Err(_) => {
             tracing::error!(
@@ -454,23 +733,31 @@ fn answer<H: Handler>(
             body.clear();
             headers.extend_from_slice(b"Content-Type: text/plain\r\n");
             body.extend_from_slice(response::reason(500).as_bytes());
-            (500, true)
+            (500, true, None)
         }
     };
+    let sends_body = has_body(status) && !is_head;
     let framing = response::Framing {
         head: is_head,
         close,
         keep_alive_10: request.version() == 0,
     };
-    encode(out, status, headers, body, framing, date.header_block());
+    let (close, body_len) = if source.is_none() && body.len() <= MOVE_ABOVE {
+        // The common case: a small body in the body buffer, copied after the head.
+        encode(out, status, headers, body, framing, date.header_block());
+        (close, if sends_body { body.len() as u64 } else { 0 })
+    } else {
+        let date = date.header_block();
+        encode_large(out, tail, status, headers, body, source, framing, date)
+    };
     counters.add(Counter::response(status), 1);
     if let (Some(log), Some(started)) = (log, started) {
-        let sends_body = !(is_head || status == 204 || status == 304 || status < 200);
+        let body_len = usize::try_from(body_len).unwrap_or(usize::MAX);
         let entry = Entry {
             request: Some(request),
             peer: request.peer_addr(),
             status,
-            body_len: if sends_body { body.len() } else { 0 },
+            body_len,
             response_headers: headers,
             duration: started.elapsed(),
         };
@@ -479,9 +766,60 @@ fn answer<H: Handler>(
     close
 }
 
+/// Encode a response whose body is not copied after the head (held bytes, a stream, a file,
+/// or a large body buffer handed over): its head into `out`, its body into `tail`. Returns
+/// whether the connection closes after it, and the body's length for the access log (0 when
+/// unknown or not sent).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn encode_large(
+    out: &mut Vec<u8>,
+    tail: &mut Option<Box<Tail>>,
+    status: u16,
+    headers: &[u8],
+    body: &mut Vec<u8>,
+    source: Option<Source>,
+    mut framing: response::Framing,
+    server_date: &[u8],
+) -> (bool, u64) {
+    let sends_body = has_body(status) && !framing.head;
+    let source = match source {
+        None => Source::Held(Box::new(std::mem::take(body))),
+        Some(Source::Held(held)) if sends_body && (*held).as_ref().len() < outgoing::COPY_BELOW => {
+            // Small enough to copy after the head (once: straight from where it is).
+            let held = (*held).as_ref();
+            encode(out, status, headers, held, framing, server_date);
+            return (framing.close, held.len() as u64);
+        }
+        Some(source) => source,
+    };
+    let length = match source.len() {
+        Some(n) => Length::Known(n),
+        // An HTTP/1.0 client cannot be sent chunks: the body ends with the connection.
+        None if framing.keep_alive_10 && sends_body => {
+            framing.close = true;
+            Length::UntilClose
+        }
+        None => Length::Chunked,
+    };
+    encode_head(out, status, headers, length, framing, server_date);
+    let (delimit, len) = match length {
+        Length::Known(n) => (Delimit::Length, n),
+        Length::Chunked => (Delimit::Chunked, 0),
+        Length::UntilClose => (Delimit::Close, 0),
+    };
+    // An empty body needs no tail; a stream said to be empty is still pulled, to check it is.
+    if !sends_body || (length == Length::Known(0) && !matches!(source, Source::Stream(..))) {
+        return (framing.close, 0);
+    }
+    *tail = Some(Box::new(Tail::new(source, delimit)));
+    (framing.close, len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Limits;
 
     /// Echoes the body; panics on /panic.
     fn echo(req: &Request<'_>, res: &mut Response<'_>) {
@@ -659,6 +997,120 @@ mod tests {
         conn.receive(b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n", &ctx);
         conn.process(&mut echo, &mut ctx);
         assert!(String::from_utf8_lossy(conn.output()).contains("X-Path: /again"));
+    }
+
+    /// Records the body and whether it came spooled.
+    fn spool_echo(req: &Request<'_>, res: &mut Response<'_>) {
+        let spooled = if req.body_file().is_some() { "1" } else { "0" };
+        res.header("X-Spooled", spooled).body(req.body());
+    }
+
+    fn spooled_run(limits: Limits, stream: &[u8], read: usize) -> String {
+        let mut ctx = Context::new(limits);
+        let mut conn = Connection::new();
+        let mut sent = Vec::new();
+        let mut max_input = 0;
+        for chunk in stream.chunks(read) {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let n = conn.receive(rest, &ctx);
+                rest = &rest[n..];
+                max_input = max_input.max(conn.buffered_bytes());
+                while {
+                    conn.process(&mut spool_echo, &mut ctx);
+                    conn.want() == Want::Write
+                } {
+                    sent.extend_from_slice(conn.output());
+                    let n = conn.output().len();
+                    conn.sent(n);
+                }
+            }
+        }
+        assert!(max_input < 600 * 1024, "input grew to {max_input}");
+        String::from_utf8_lossy(&sent).replace(
+            std::str::from_utf8(ctx.date.header_block()).expect("ascii"),
+            "",
+        )
+    }
+
+    #[test]
+    fn bodies_past_the_buffer_are_spooled_and_seen_whole() {
+        let limits = Limits {
+            max_body: 64 << 20,
+            body_buffer: 4096,
+            ..Limits::default()
+        };
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut stream = format!(
+            "PUT /a HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        stream.extend_from_slice(&body);
+        stream.extend_from_slice(
+            b"POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        for part in body.chunks(70_000) {
+            stream.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            stream.extend_from_slice(part);
+            stream.extend_from_slice(b"\r\n");
+        }
+        stream.extend_from_slice(
+            b"0\r\n\r\nPOST /c HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+        );
+        let expect = |path: &str, spooled: u8, body: &[u8]| {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nX-Spooled: {spooled}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(body);
+            let _ = path;
+            String::from_utf8_lossy(&r).into_owned()
+        };
+        let want = expect("/a", 1, &body) + &expect("/b", 1, &body) + &expect("/c", 0, b"abc");
+        for read in [stream.len(), 65_536, 4_096, 1_000] {
+            assert!(
+                spooled_run(limits.clone(), &stream, read) == want,
+                "read size {read}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spool_that_cannot_be_made_is_a_500() {
+        let mut ctx = Context::new(Limits {
+            body_buffer: 8,
+            ..Limits::default()
+        });
+        ctx.body_temp_dir = Some("/nonexistent-ringcorn-dir".into());
+        let mut conn = Connection::new();
+        conn.receive(
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 20\r\n\r\n0123456789",
+            &ctx,
+        );
+        conn.process(&mut spool_echo, &mut ctx);
+        let out = String::from_utf8_lossy(conn.output()).into_owned();
+        assert!(out.starts_with("HTTP/1.1 500 "), "{out}");
+        let n = conn.output().len();
+        conn.sent(n);
+        assert_eq!(conn.want(), Want::Close);
+    }
+
+    #[test]
+    fn a_declared_body_over_the_limit_is_refused_even_when_spooling() {
+        let mut ctx = Context::new(Limits {
+            max_body: 100,
+            body_buffer: 8,
+            ..Limits::default()
+        });
+        let mut conn = Connection::new();
+        conn.receive(
+            b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 101\r\n\r\n",
+            &ctx,
+        );
+        conn.process(&mut spool_echo, &mut ctx);
+        assert!(String::from_utf8_lossy(conn.output()).starts_with("HTTP/1.1 413 "));
     }
 
     #[test]

@@ -12,12 +12,15 @@ mod body;
 mod conn;
 mod date;
 mod forwarded;
+mod outgoing;
 pub mod proxy;
 mod request;
 mod response;
+mod spool;
 
 pub use conn::{Connection, Want};
 pub use date::DateCache;
+pub use outgoing::Plan;
 pub use request::Request;
 pub use response::Response;
 
@@ -34,6 +37,9 @@ pub struct Limits {
     pub max_header_count: usize,
     /// Largest request body, decoded (413 beyond, answered before reading it when declared).
     pub max_body: usize,
+    /// A body larger than this is written to a temporary file as it arrives, not held in
+    /// memory (`--body-buffer-size`).
+    pub body_buffer: usize,
     /// Most chunk-extension bytes in one chunked body (400 beyond).
     pub max_chunk_extensions: usize,
 }
@@ -46,6 +52,7 @@ impl Default for Limits {
             max_head: 32 * 1024,
             max_header_count: 100,
             max_body: 1024 * 1024,
+            body_buffer: 1024 * 1024,
             max_chunk_extensions: 16 * 1024,
         }
     }
@@ -96,6 +103,29 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// RFC 3986 `unreserved` and `sub-delims` bytes: the bytes every URI component may carry as
+/// they are.
+pub(crate) const fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
 /// A request the server refuses, with the status it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Error {
@@ -106,6 +136,8 @@ pub(crate) enum Error {
     HeadersTooLarge,
     NotImplemented,
     VersionNotSupported,
+    /// The body could not be written to its temporary file (logged where it happened).
+    BodyNotStored,
 }
 
 impl Error {
@@ -118,6 +150,7 @@ impl Error {
             Error::HeadersTooLarge => 431,
             Error::NotImplemented => 501,
             Error::VersionNotSupported => 505,
+            Error::BodyNotStored => 500,
         }
     }
 }
@@ -175,6 +208,9 @@ pub struct Context {
     /// What the worker counts for its metrics (responses, refusals ...), kept here by the
     /// connection as it answers.
     pub counters: crate::metrics::Counters,
+    /// `--body-temp-dir`: where bodies larger than `Limits::body_buffer` are written (the
+    /// system's temporary directory when `None`).
+    pub body_temp_dir: Option<std::path::PathBuf>,
     res_headers: Vec<u8>,
     res_body: Vec<u8>,
 }

@@ -17,6 +17,8 @@ pub struct Request<'a> {
     pub(crate) version: u8,
     pub(crate) headers: &'a [httparse::Header<'a>],
     pub(crate) body: &'a [u8],
+    /// The spool file of a body larger than `--body-buffer-size`.
+    pub(crate) body_file: Option<&'a std::fs::File>,
     pub(crate) conn: &'a ConnInfo,
 }
 
@@ -58,8 +60,19 @@ impl<'a> Request<'a> {
     }
 
     /// The whole request body (chunked bodies arrive here decoded); empty when there is none.
+    /// A body larger than `--body-buffer-size` was written to a temporary file as it arrived,
+    /// and is mapped into memory here: its pages are read in only as they are touched (see
+    /// [`Self::body_file`] to read it as a stream, or send it on without a copy).
     pub fn body(&self) -> &'a [u8] {
         self.body
+    }
+
+    /// The temporary file holding the body, when it was larger than `--body-buffer-size`
+    /// (`None` for a body in memory). It holds exactly the body, from offset 0; it has no name
+    /// and is gone once its last descriptor is closed, so a handler may send it on
+    /// (`Response::file(file.try_clone()?)`) or keep a clone past the request.
+    pub fn body_file(&self) -> Option<&'a std::fs::File> {
+        self.body_file
     }
 
     /// The client's address: the TCP peer (or the address a trusted proxy reported). `None`
@@ -227,6 +240,7 @@ pub(crate) fn parse_head<'a>(
             version,
             headers,
             body: &[],
+            body_file: None,
             conn: &NO_CONN,
         },
         len,
@@ -470,25 +484,7 @@ static REG_NAME: [bool; 256] = {
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b'%'
-            );
+        table[b] = super::is_unreserved_or_sub_delim(c) || c == b'%';
         b += 1;
     }
     table

@@ -2,8 +2,19 @@
 //!
 //! A handler writes status, headers and body into reusable per-worker buffers; after it returns,
 //! [`encode`] frames the response (status line, `Server`/`Date`, the handler's headers,
-//! `Content-Length`, `Connection`) straight into the connection's output buffer. Framing headers
-//! are the server's business alone, so a handler cannot produce a mis-framed response.
+//! `Content-Length` or chunked, `Connection`) straight into the connection's output buffer.
+//! Framing headers are the server's business alone, so a handler cannot produce a mis-framed
+//! response.
+//!
+//! A body need not be copied: [`Response::body_from`] hands over bytes the handler already has
+//! (shared or owned), [`Response::stream`] a body produced as the socket drains, and
+//! [`Response::file`] a file the kernel sends itself (see [`super::outgoing`]).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+
+use super::outgoing::{Chunks, Source};
 
 /// What a handler writes. Borrowed from the worker; cleared before each request.
 #[derive(Debug)]
@@ -11,6 +22,8 @@ pub struct Response<'a> {
     status: u16,
     headers: &'a mut Vec<u8>,
     body: &'a mut Vec<u8>,
+    /// A body that is not in `body`: held bytes, a stream or a file.
+    source: Option<Source>,
     close: bool,
 }
 
@@ -22,6 +35,7 @@ impl<'a> Response<'a> {
             status: 200,
             headers,
             body,
+            source: None,
             close: false,
         }
     }
@@ -76,16 +90,79 @@ impl<'a> Response<'a> {
         self
     }
 
-    /// Replace the body.
+    /// Replace the body with a copy of `bytes` (for small bodies; see [`Self::body_from`]).
     pub fn body(&mut self, bytes: impl AsRef<[u8]>) -> &mut Self {
+        self.source = None;
         self.body.clear();
         self.body.extend_from_slice(bytes.as_ref());
         self
     }
 
-    /// The body buffer, to write into (`std::io::Write` works on it).
+    /// The body buffer, to write into (`std::io::Write` works on it). A large body written
+    /// here is handed to the connection without a copy.
     pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        self.source = None;
         self.body
+    }
+
+    /// Send `bytes` as the body without copying them: shared bytes (`Arc<[u8]>`,
+    /// `bytes::Bytes`, `&'static [u8]`) or an owned buffer (`Vec<u8>`, `String`). The
+    /// connection keeps them until they are sent, and sends the head and them together in one
+    /// vectored send (a body under 16 KiB is copied after the head instead: cheaper).
+    pub fn body_from<B: AsRef<[u8]> + 'static>(&mut self, bytes: B) -> &mut Self {
+        self.body.clear();
+        self.source = Some(Source::Held(Box::new(bytes)));
+        self
+    }
+
+    /// Send a body produced as the socket drains: the chunks are pulled only when there is
+    /// room, so the connection holds at most 64 KiB of it (plus the chunk being sent), however
+    /// slowly the client reads. Sent chunked (to an HTTP/1.0 client: until the connection
+    /// closes). HEAD and 304 responses never pull it. A panic while pulling closes the
+    /// connection (the response is cut short; it cannot be answered with 500 any more).
+    pub fn stream<I>(&mut self, chunks: I) -> &mut Self
+    where
+        I: IntoIterator,
+        I::IntoIter: 'static,
+        I::Item: AsRef<[u8]>,
+    {
+        self.body.clear();
+        let source = Chunks::new(chunks.into_iter());
+        self.source = Some(Source::Stream(Box::new(source), None));
+        self
+    }
+
+    /// [`Self::stream`] a body of exactly `len` bytes, sent with `Content-Length`. A stream
+    /// that ends short of `len`, or goes on past it, is a handler bug: it is logged and the
+    /// connection closes after what was sent (the client sees an incomplete response).
+    pub fn stream_sized<I>(&mut self, len: u64, chunks: I) -> &mut Self
+    where
+        I: IntoIterator,
+        I::IntoIter: 'static,
+        I::Item: AsRef<[u8]>,
+    {
+        self.body.clear();
+        let source = Chunks::new(chunks.into_iter());
+        self.source = Some(Source::Stream(Box::new(source), Some(len)));
+        self
+    }
+
+    /// Send the whole of `file` as the body, zero-copy: the kernel sends it from the page
+    /// cache (sendfile), never through user memory. Its length is taken now; a file that
+    /// shrinks while being sent ends the response early (the connection closes).
+    pub fn file(&mut self, file: File) -> io::Result<&mut Self> {
+        let len = file.metadata()?.len();
+        Ok(self.file_range(file, 0, len))
+    }
+
+    /// Send `len` bytes of `file` from `offset` as the body, zero-copy (see [`Self::file`]).
+    /// The file may be owned (`File`, closed once sent) or shared (`Arc<File>`, `&'static
+    /// File`). The handler sets the status (206) and `Content-Range` of a partial response.
+    pub fn file_range<F: AsFd + 'static>(&mut self, file: F, offset: u64, len: u64) -> &mut Self {
+        self.body.clear();
+        let file = Box::new(file);
+        self.source = Some(Source::File { file, offset, len });
+        self
     }
 
     pub(crate) fn status_code(&self) -> u16 {
@@ -95,6 +172,22 @@ impl<'a> Response<'a> {
     pub(crate) fn wants_close(&self) -> bool {
         self.close
     }
+
+    /// The body that is not in the body buffer, if the handler gave one.
+    pub(crate) fn take_source(&mut self) -> Option<Source> {
+        self.source.take()
+    }
+}
+
+/// How a response's body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Length {
+    /// `Content-Length: n`.
+    Known(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: the body ends when the connection closes (HTTP/1.0 streams).
+    UntilClose,
 }
 
 /// How a response is framed on the wire, decided by the connection.
@@ -108,6 +201,11 @@ pub(crate) struct Framing {
     pub keep_alive_10: bool,
 }
 
+/// Whether a response with this status carries a body at all (1xx, 204 and 304 do not).
+pub(crate) fn has_body(status: u16) -> bool {
+    !(status == 204 || status == 304 || status < 200)
+}
+
 /// Append one response to `out`. `server_date` is the cached `Server: …\r\nDate: …\r\n` block.
 pub(crate) fn encode(
     out: &mut Vec<u8>,
@@ -117,17 +215,45 @@ pub(crate) fn encode(
     framing: Framing,
     server_date: &[u8],
 ) {
-    let has_body = !(status == 204 || status == 304 || status < 200);
-    let send_body = has_body && !framing.head;
+    let send_body = has_body(status) && !framing.head;
     out.reserve(64 + server_date.len() + headers.len() + if send_body { body.len() } else { 0 });
+    encode_head(
+        out,
+        status,
+        headers,
+        Length::Known(body.len() as u64),
+        framing,
+        server_date,
+    );
+    if send_body {
+        out.extend_from_slice(body);
+    }
+}
+
+/// Append a response's head to `out`; its body (if any) follows it.
+#[inline(always)]
+pub(crate) fn encode_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[u8],
+    length: Length,
+    framing: Framing,
+    server_date: &[u8],
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status_line(status).as_bytes());
     out.extend_from_slice(server_date);
     out.extend_from_slice(headers);
-    if has_body {
-        out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
+    if has_body(status) {
+        match length {
+            Length::Known(n) => {
+                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Length::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            Length::UntilClose => {}
+        }
     }
     if framing.close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -135,9 +261,6 @@ pub(crate) fn encode(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if send_body {
-        out.extend_from_slice(body);
-    }
 }
 
 /// `100 Continue`, sent before reading a body the client holds back for it.
@@ -174,9 +297,11 @@ pub(crate) fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         410 => "Gone",
         411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
         417 => "Expectation Failed",
         422 => "Unprocessable Content",
         429 => "Too Many Requests",

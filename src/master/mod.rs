@@ -357,6 +357,7 @@ impl Running {
             send_timeout: self.config.send_timeout,
             max_connections: self.config.max_connections,
             limits: self.config.limits.clone(),
+            body_temp_dir: self.config.body_temp_dir.clone(),
             pulse: Some(Pulse::new(self.board.clone(), line)),
             max_requests,
             health_path: self.config.health_path.clone(),

@@ -26,6 +26,15 @@ pub enum Sqe {
     Recv { fd: RawFd, buf: *mut u8, len: u32 },
     /// Send `buf[..len]` (never raising SIGPIPE).
     Send { fd: RawFd, buf: *const u8, len: u32 },
+    /// Send `first[..first_len]` then `second[..second_len]` in one vectored send (never
+    /// raising SIGPIPE).
+    SendV {
+        fd: RawFd,
+        first: *const u8,
+        first_len: u32,
+        second: *const u8,
+        second_len: u32,
+    },
     /// Read `buf[..len]` from a descriptor that is not a socket (the master's eventfd).
     Read { fd: RawFd, buf: *mut u8, len: u32 },
     /// Complete after `after` (with `-ETIME`). The ring reads `ts`, which must live as long.

@@ -36,6 +36,8 @@ struct Slot {
     len: u32,
     waiting: Wait,
     registered: bool,
+    /// A listening socket: its registration is removed explicitly (see [`Epoll::unregister`]).
+    listener: bool,
 }
 
 impl Default for Slot {
@@ -46,6 +48,7 @@ impl Default for Slot {
             len: 0,
             waiting: Wait::Nothing,
             registered: false,
+            listener: false,
         }
     }
 }
@@ -59,6 +62,8 @@ enum Wait {
     AcceptOne,
     Recv,
     Send,
+    /// A vectored send: its second buffer is in `Epoll::second`.
+    SendV,
     Read,
     Poll,
 }
@@ -74,6 +79,9 @@ impl Slot {
             Sqe::Accept { .. } => (Wait::AcceptOne, none, 0),
             Sqe::Recv { buf, len, .. } => (Wait::Recv, buf, len),
             Sqe::Send { buf, len, .. } => (Wait::Send, buf.cast_mut(), len),
+            Sqe::SendV {
+                first, first_len, ..
+            } => (Wait::SendV, first.cast_mut(), first_len),
             Sqe::Read { buf, len, .. } => (Wait::Read, buf, len),
             Sqe::Poll { events, .. } => (Wait::Poll, none, events),
             Sqe::Timeout { .. } | Sqe::Cancel { .. } => (Wait::Nothing, none, 0),
@@ -84,8 +92,8 @@ impl Slot {
         self.len = len;
     }
 
-    /// The operation waiting here, on `fd`.
-    fn op(&self, fd: RawFd) -> Option<Sqe> {
+    /// The operation waiting here, on `fd` (a vectored send's second buffer is `second`).
+    fn op(&self, fd: RawFd, second: (*const u8, u32)) -> Option<Sqe> {
         let (buf, len) = (self.buf, self.len);
         Some(match self.waiting {
             Wait::Nothing => return None,
@@ -103,6 +111,13 @@ impl Slot {
                 buf: buf.cast_const(),
                 len,
             },
+            Wait::SendV => Sqe::SendV {
+                fd,
+                first: buf.cast_const(),
+                first_len: len,
+                second: second.0,
+                second_len: second.1,
+            },
             Wait::Read => Sqe::Read { fd, buf, len },
             Wait::Poll => Sqe::Poll { fd, events: len },
         })
@@ -117,6 +132,9 @@ pub struct Epoll {
     /// Pending timeouts: when, and their `user_data`.
     timers: Vec<(Moment, u64)>,
     events: Vec<libc::epoll_event>,
+    /// The second buffers of the vectored sends waiting, by descriptor (kept out of the
+    /// slots, which every descriptor has).
+    second: std::collections::HashMap<RawFd, (*const u8, u32)>,
 }
 
 impl Epoll {
@@ -136,6 +154,7 @@ impl Epoll {
             ready: VecDeque::with_capacity(EVENTS),
             timers: Vec::new(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
+            second: std::collections::HashMap::new(),
         })
     }
 
@@ -152,6 +171,12 @@ impl Epoll {
     /// Wait for `fd` to become ready for `op`.
     fn wait_on(&mut self, fd: RawFd, op: Sqe, user_data: u64) -> io::Result<()> {
         let epfd = self.epfd.as_raw_fd();
+        if let Sqe::SendV {
+            second, second_len, ..
+        } = op
+        {
+            self.second.insert(fd, (second, second_len));
+        }
         let slot = self.slot(fd);
         slot.hold(op, user_data);
         if slot.registered {
@@ -159,6 +184,7 @@ impl Epoll {
         }
         let events = if matches!(op, Sqe::Accept { .. }) {
             // A listener shared by every worker wakes one of them per connection.
+            self.slot(fd).listener = true;
             libc::EPOLLIN | libc::EPOLLEXCLUSIVE | libc::EPOLLET
         } else {
             libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET
@@ -175,6 +201,22 @@ impl Epoll {
         }
         self.slot(fd).registered = true;
         Ok(())
+    }
+
+    /// Take a listener out of the epoll set. Closing our descriptor does not: its socket stays
+    /// open in the master and the other workers, and the registration lives as long as the
+    /// socket. Left there, an accept that was cancelled (draining, paused) would still take
+    /// the exclusive wake-ups meant for the workers that accept.
+    fn unregister(&mut self, fd: RawFd) {
+        let epfd = self.epfd.as_raw_fd();
+        let slot = self.slot(fd);
+        if !slot.registered {
+            return;
+        }
+        // SAFETY: epoll_ctl DEL takes no event pointer (ignored since 2.6.9).
+        if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) } == 0 {
+            self.slot(fd).registered = false;
+        }
     }
 
     /// Try `op` now: `Some(completion result)` when it is done, `None` when it would block.
@@ -218,6 +260,32 @@ impl Epoll {
                 };
                 result(n)
             }
+            Sqe::SendV {
+                fd,
+                first,
+                first_len,
+                second,
+                second_len,
+            } => {
+                let mut iov = [
+                    libc::iovec {
+                        iov_base: first.cast_mut().cast(),
+                        iov_len: first_len as usize,
+                    },
+                    libc::iovec {
+                        iov_base: second.cast_mut().cast(),
+                        iov_len: second_len as usize,
+                    },
+                ];
+                // SAFETY: msghdr is a plain C struct for which all-zero is valid.
+                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iovlen = 2;
+                // SAFETY: the header and iovecs are live locals; the worker guarantees both
+                // buffers are live and unmoved until this operation completes.
+                let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+                result(n)
+            }
             Sqe::Read { fd, buf, len } => {
                 // Only once it is readable: the eventfd is blocking.
                 match poll_now(fd, libc::POLLIN) {
@@ -240,10 +308,21 @@ impl Epoll {
         let Some(slot) = self.slots.get(fd as usize) else {
             return;
         };
-        let (Some(op), user_data) = (slot.op(fd), slot.user_data) else {
+        let second = match slot.waiting {
+            Wait::SendV => self
+                .second
+                .get(&fd)
+                .copied()
+                .unwrap_or((std::ptr::null(), 0)),
+            _ => (std::ptr::null(), 0),
+        };
+        let (Some(op), user_data) = (slot.op(fd, second), slot.user_data) else {
             return;
         };
         if let Some(res) = self.attempt(op, user_data) {
+            if self.slots[fd as usize].waiting == Wait::SendV {
+                self.second.remove(&fd);
+            }
             self.slots[fd as usize].waiting = Wait::Nothing;
             self.ready.push_back((user_data, res, 0));
         }
@@ -273,14 +352,31 @@ impl Driver for Epoll {
                 if let Some(slot) = self.slots.get_mut(fd as usize) {
                     if slot.waiting != Wait::Nothing && slot.user_data == target {
                         slot.waiting = Wait::Nothing;
+                        let listener = slot.listener;
                         self.ready.push_back((target, -libc::ECANCELED, 0));
+                        if listener {
+                            self.unregister(fd);
+                        }
                     }
                 }
                 Ok(())
             }
+            Sqe::Accept {
+                fd,
+                multishot: false,
+            } => {
+                // A listener every worker shares: take turns, as the ring's single accepts do.
+                // The kernel wakes the first exclusive waiter in the socket's queue; leaving
+                // it and joining again puts this worker at the back. No attempt now (it
+                // would take the next connection out of turn): joining reports a listener
+                // that is already readable, so no connection is missed.
+                self.unregister(fd);
+                self.wait_on(fd, op, user_data)
+            }
             Sqe::Accept { fd, .. }
             | Sqe::Recv { fd, .. }
             | Sqe::Send { fd, .. }
+            | Sqe::SendV { fd, .. }
             | Sqe::Read { fd, .. }
             | Sqe::Poll { fd, .. } => match self.attempt(op, user_data) {
                 Some(res) => {
@@ -338,8 +434,15 @@ impl Driver for Epoll {
     }
 
     fn forget(&mut self, fd: RawFd) {
-        // Closing the descriptor removes it from the epoll set (the worker holds no copy).
+        // Closing a connection's descriptor removes it from the epoll set (nobody else holds
+        // its socket); a listener's socket outlives our descriptor.
+        if self.slots.get(fd as usize).is_some_and(|s| s.listener) {
+            self.unregister(fd);
+        }
         if let Some(slot) = self.slots.get_mut(fd as usize) {
+            if slot.waiting == Wait::SendV {
+                self.second.remove(&fd);
+            }
             *slot = Slot::default();
         }
     }

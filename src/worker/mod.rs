@@ -20,7 +20,7 @@ mod uring;
 mod wake;
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -29,7 +29,7 @@ use slab::Slab;
 use socket2::SockRef;
 
 use crate::http::access_log::AccessLog;
-use crate::http::{ConnInfo, Connection, Context, Limits, Scheme, Want};
+use crate::http::{ConnInfo, Connection, Context, Limits, Plan, Scheme, Want};
 use crate::master::Pulse;
 use crate::metrics::Counter;
 use crate::{App, Handler, WorkerInfo};
@@ -42,6 +42,12 @@ use token::{token, untoken, Op};
 pub use uring::probe;
 use uring::Uring;
 pub use wake::Wake;
+
+/// Most bytes one send copies from memory, and most one sendfile sends: a large body goes out
+/// in parts, so that one connection's send does not hold up the worker's others (a 4 MiB copy
+/// into a roomy socket takes about a millisecond).
+const SEND_COPY_MAX: usize = 256 * 1024;
+const SEND_FILE_MAX: usize = 1024 * 1024;
 
 /// How often deadlines are checked and the Date header refreshed.
 const TICK: Duration = Duration::from_millis(250);
@@ -87,6 +93,8 @@ pub struct Spec {
     pub send_timeout: Duration,
     pub max_connections: usize,
     pub limits: Limits,
+    /// `--body-temp-dir`.
+    pub body_temp_dir: Option<std::path::PathBuf>,
     /// The worker's line on the master's board (heartbeat, requests served, retiring).
     pub pulse: Option<Pulse>,
     /// After answering this many requests, ask the master for a replacement (0: never).
@@ -178,6 +186,8 @@ struct Conn {
     parking: bool,
     /// The socket has been shut down; its pending operation will complete and close it.
     shut: bool,
+    /// The socket is non-blocking (set for its first file body, which is sent with sendfile).
+    nonblocking: bool,
     /// Its peer and local addresses, for its requests.
     info: ConnInfo,
 }
@@ -238,6 +248,9 @@ struct Worker<H, D: Driver> {
     metrics: bool,
     /// `--metrics`: when the requests answered in this batch began, and how many there were.
     answered_in_batch: Vec<(Moment, u32)>,
+    /// Completions of operations the worker did itself (sendfile), handled after the
+    /// driver's, before it waits again.
+    done_here: std::collections::VecDeque<Cqe>,
     /// Ask for a replacement at this many requests (`u64::MAX`: never, or already asked).
     retire_at: u64,
 }
@@ -251,6 +264,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             unsafe { libc::fcntl(l.fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
         }
         let mut ctx = Context::new(spec.limits);
+        ctx.body_temp_dir = spec.body_temp_dir;
         ctx.access_log = spec.access_log.map(AccessLog::new);
         ctx.forwarded_allow = spec.forwarded_allow;
         let shared = spec.listeners.iter().map(|l| l.shared).collect();
@@ -295,6 +309,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             served: 0,
             metrics: spec.metrics,
             answered_in_batch: Vec::new(),
+            done_here: std::collections::VecDeque::new(),
             retire_at: match spec.max_requests {
                 0 => u64::MAX,
                 n => n,
@@ -320,6 +335,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 if n < batch.len() {
                     break;
                 }
+            }
+            while let Some((user_data, result, flags)) = self.done_here.pop_front() {
+                self.complete(user_data, result, flags)?;
             }
             self.time_batch();
             self.flush_access_log(false);
@@ -387,6 +405,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Op::AcceptRetry => self.on_accept_retry(),
             Op::Cancel => Ok(()),
             Op::Poll => self.on_poll(index, result),
+            Op::Writable => self.on_writable(index, result),
         }
     }
 
@@ -575,6 +594,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             in_body: false,
             parking: false,
             shut: false,
+            nonblocking: false,
             info,
         });
         if self.conns.len() >= self.max_connections && !self.full {
@@ -613,16 +633,128 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     fn arm_send(&mut self, key: usize) -> io::Result<()> {
         let conn = &mut self.conns[key];
         conn.deadline = self.now + self.send_timeout;
-        let out = conn.http.output();
-        let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        let op = Sqe::Send {
-            fd: conn.fd.as_raw_fd(),
-            buf: out.as_ptr(),
-            len,
+        let fd = conn.fd.as_raw_fd();
+        // At most SEND_COPY_MAX in all (which also fits the completion's i32 count).
+        let clamp = |len: usize| len.min(SEND_COPY_MAX) as u32;
+        let op = match conn.http.plan() {
+            Plan::Bytes(out) => Sqe::Send {
+                fd,
+                buf: out.as_ptr(),
+                len: clamp(out.len()),
+            },
+            Plan::Vectored(first, second) => Sqe::SendV {
+                fd,
+                first: first.as_ptr(),
+                first_len: clamp(first.len()),
+                second: second.as_ptr(),
+                second_len: clamp(second.len()).min(SEND_COPY_MAX as u32 - clamp(first.len())),
+            },
+            Plan::File {
+                head,
+                fd: file,
+                offset,
+                len,
+            } => {
+                let head = (head.as_ptr(), head.len());
+                return self.send_file(key, head, file, offset, len);
+            }
+            Plan::Idle => {
+                // Nothing is owed after all: a completion of 0 bytes closes it.
+                self.done_here
+                    .push_back((token(Op::Send, key), -libc::EIO, 0));
+                return Ok(());
+            }
         };
-        // SAFETY: the output buffer is owned by the connection, which stays in the slab until
-        // this send completes; the output is only appended to while no send is in flight.
+        // SAFETY: the buffers are the connection's output and the body it holds, owned by the
+        // connection, which stays in the slab until this send completes; neither is changed
+        // while a send is in flight (the output is only appended to between sends).
         unsafe { self.io.push(op, token(Op::Send, key)) }
+    }
+
+    /// Send the head before a file body (`head`, possibly empty), then part of the file with
+    /// sendfile, now, on the connection's (non-blocking) socket, as nginx does: the head goes
+    /// with MSG_MORE, so that it leaves in one segment with the file's first bytes, and the
+    /// kernel sends the file from the page cache, as much as the socket takes. What was sent
+    /// is handled as a send's completion; when the socket is full, a poll waits for room.
+    fn send_file(
+        &mut self,
+        key: usize,
+        head: (*const u8, usize),
+        file: RawFd,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        let conn = &mut self.conns[key];
+        let fd = conn.fd.as_raw_fd();
+        if !conn.nonblocking {
+            // SAFETY: fcntl sets a flag on a socket we own; no memory is involved. Both
+            // drivers work on non-blocking sockets alike.
+            unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_RDWR | libc::O_NONBLOCK) };
+            conn.nonblocking = true;
+        }
+        let mut sent = 0;
+        if head.1 > 0 {
+            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE;
+            // SAFETY: `head` is the connection's output, live and unchanged during this call.
+            let n = unsafe { libc::send(fd, head.0.cast(), head.1, flags) };
+            if n < 0 {
+                return self.file_send_failed(key, fd, 0);
+            }
+            sent = n as usize;
+            if sent < head.1 {
+                self.done_here
+                    .push_back((token(Op::Send, key), sent as i32, 0));
+                return Ok(());
+            }
+        }
+        let mut off = i64::try_from(offset).unwrap_or(i64::MAX);
+        let count = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(SEND_FILE_MAX);
+        // SAFETY: sendfile between two descriptors we hold, with a live offset to update.
+        let n = unsafe { libc::sendfile(fd, file, &mut off, count) };
+        let result = match n {
+            0 => {
+                // The file ends before its length: it shrank while being sent.
+                self.conns[key].http.file_ended_early();
+                0
+            }
+            n if n > 0 => i32::try_from(sent + n as usize).unwrap_or(i32::MAX),
+            _ => return self.file_send_failed(key, fd, sent),
+        };
+        self.done_here.push_back((token(Op::Send, key), result, 0));
+        Ok(())
+    }
+
+    /// A send or sendfile of [`Self::send_file`] failed (errno is still set), after `sent`
+    /// bytes: when the socket is full, report what was sent, or wait for room; otherwise the
+    /// error closes the connection.
+    fn file_send_failed(&mut self, key: usize, fd: RawFd, sent: usize) -> io::Result<()> {
+        let result = match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN | libc::EINTR) if sent > 0 => sent as i32,
+            Some(libc::EAGAIN | libc::EINTR) => {
+                let op = Sqe::Poll {
+                    fd,
+                    events: libc::POLLOUT as u32,
+                };
+                // SAFETY: a poll points at no memory of ours.
+                return unsafe { self.io.push(op, token(Op::Writable, key)) };
+            }
+            errno => -errno.unwrap_or(libc::EIO),
+        };
+        self.done_here.push_back((token(Op::Send, key), result, 0));
+        Ok(())
+    }
+
+    /// The socket has room for more of a file body (or was hung up, or shut down).
+    fn on_writable(&mut self, key: usize, result: i32) -> io::Result<()> {
+        let Some(conn) = self.conns.get(key) else {
+            return Ok(());
+        };
+        if result < 0 || conn.shut || result & i32::from(libc::POLLOUT) == 0 {
+            return self.close(key);
+        }
+        self.arm_send(key)
     }
 
     fn on_recv(&mut self, key: usize, result: i32) -> io::Result<()> {

@@ -21,6 +21,8 @@ pub enum Op {
     Cancel = 7,
     /// Readiness poll of a parked (idle, bufferless) connection; the index is its slot.
     Poll = 8,
+    /// Wait for room in a connection's socket to send the next part of a file.
+    Writable = 9,
 }
 
 /// `user_data` for an operation on an object (listener or connection slot).
@@ -39,6 +41,7 @@ pub fn untoken(user_data: u64) -> Option<(Op, usize)> {
         6 => Op::AcceptRetry,
         7 => Op::Cancel,
         8 => Op::Poll,
+        9 => Op::Writable,
         _ => return None,
     };
     Some((op, (user_data >> 8) as usize))
@@ -59,6 +62,7 @@ mod tests {
             Op::AcceptRetry,
             Op::Cancel,
             Op::Poll,
+            Op::Writable,
         ] {
             for index in [0, 1, 65_535, 1 << 40] {
                 assert_eq!(untoken(token(op, index)), Some((op, index)));

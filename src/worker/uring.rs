@@ -41,13 +41,53 @@ type SetupFlags = fn(&mut io_uring::Builder) -> &mut io_uring::Builder;
 /// A worker's ring.
 pub struct Uring {
     ring: IoUring,
+    /// The message headers of vectored sends queued since the last submission. The kernel
+    /// copies a message header when it takes the entry (IORING_FEAT_SUBMIT_STABLE, Linux
+    /// 5.5), so each must live until then; boxed, so that they never move, and reused.
+    #[allow(clippy::vec_box)] // boxed: the kernel holds their addresses while the Vec grows
+    messages: Vec<Box<Message>>,
+    queued_messages: usize,
+}
+
+/// A vectored send's message header and its two buffers.
+struct Message {
+    header: libc::msghdr,
+    iov: [libc::iovec; 2],
 }
 
 impl Uring {
     /// Create the ring on the calling thread (SINGLE_ISSUER ties it to this thread).
     pub fn create() -> io::Result<(Uring, Mode)> {
         let (ring, mode) = build(ENTRIES)?;
-        Ok((Uring { ring }, mode))
+        if !ring.params().is_feature_submit_stable() {
+            return Err(io::Error::other(
+                "this kernel's io_uring does not copy submissions when it takes them \
+                 (IORING_FEAT_SUBMIT_STABLE, Linux 5.5)",
+            ));
+        }
+        let ring = Uring {
+            ring,
+            messages: Vec::new(),
+            queued_messages: 0,
+        };
+        Ok((ring, mode))
+    }
+
+    /// A message header for a vectored send of two buffers, valid until the next submission.
+    fn message(&mut self, bufs: [(*const u8, u32); 2]) -> *const libc::msghdr {
+        if self.queued_messages == self.messages.len() {
+            // SAFETY: msghdr and iovec are plain C structs for which all-zero is valid.
+            self.messages.push(Box::new(unsafe { std::mem::zeroed() }));
+        }
+        let m = &mut self.messages[self.queued_messages];
+        self.queued_messages += 1;
+        for (iov, (ptr, len)) in m.iov.iter_mut().zip(bufs) {
+            iov.iov_base = ptr.cast_mut().cast();
+            iov.iov_len = len as usize;
+        }
+        m.header.msg_iov = m.iov.as_mut_ptr();
+        m.header.msg_iovlen = 2;
+        &m.header
     }
 }
 
@@ -114,6 +154,7 @@ pub fn probe() -> Result<Mode, Unavailable> {
         (opcode::Accept::CODE, "ACCEPT"),
         (opcode::Recv::CODE, "RECV"),
         (opcode::Send::CODE, "SEND"),
+        (opcode::SendMsg::CODE, "SENDMSG"),
         (opcode::Read::CODE, "READ"),
         (opcode::Timeout::CODE, "TIMEOUT"),
         (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
@@ -207,6 +248,18 @@ impl Driver for Uring {
             Sqe::Send { fd, buf, len } => opcode::Send::new(types::Fd(fd), buf, len)
                 .flags(libc::MSG_NOSIGNAL)
                 .build(),
+            Sqe::SendV {
+                fd,
+                first,
+                first_len,
+                second,
+                second_len,
+            } => {
+                let msg = self.message([(first, first_len), (second, second_len)]);
+                opcode::SendMsg::new(types::Fd(fd), msg)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+            }
             Sqe::Read { fd, buf, len } => opcode::Read::new(types::Fd(fd), buf, len).build(),
             Sqe::Timeout { ts, .. } => opcode::Timeout::new(ts).build(),
             Sqe::Cancel { target, .. } => opcode::AsyncCancel::new(target).build(),
@@ -219,7 +272,11 @@ impl Driver for Uring {
     #[inline]
     fn submit_and_wait(&mut self) -> io::Result<()> {
         match self.ring.submit_and_wait(1) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // Every queued entry has been taken, message headers included.
+                self.queued_messages = 0;
+                Ok(())
+            }
             // EINTR: a signal; EBUSY: completions must be reaped first (the caller does).
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
             Err(e) => Err(e),
