@@ -4,18 +4,24 @@
 #
 # Peers: ringcorn (`hello` and `json` apps; `ringcorn-process` is `hello` with
 # `--worker-class process`; `ringcorn-epoll` is `hello` with `--backend epoll`, the fallback
-# where io_uring is blocked), nginx (`return 200`), ceiling (the project's bare
-# io_uring loop, no HTTP parsing), hyper-peer (hyper 1.x on tokio), uring-peer (tokio-uring with
-# httparse), gunicorn (sync worker, trivial WSGI app). The last four come from benches/peers/ and a
-# virtualenv under target/bench/venv; this script builds and installs them.
+# where io_uring is blocked; `ringcorn-static` is `ringcorn static --root DIR`, the built-in
+# static-file app, in the size sweep and the slow-read attack only), nginx (`return 200`, and
+# static files), ceiling (the project's bare io_uring loop, no HTTP parsing), hyper-peer (hyper
+# 1.x on tokio), uring-peer (tokio-uring with httparse), gunicorn (sync worker, trivial WSGI app).
+# The last four come from benches/peers/ and a virtualenv under target/bench/venv; this script
+# builds and installs them.
 #
 # Sections (--sections):
 #   throughput  requests/s and server CPU µs/request with wrk at 1, 64, 256, 1024 connections,
 #               unpipelined and pipelined 16 deep, every peer; then peak RSS (VmHWM) under load
 #   latency     p50/p99/p99.9/max at a fixed rate (open-loop `loadgen`, 20k req/s, 64 connections)
 #   memory      server RSS growth per idle keep-alive connection, 10,000 held (`holdconns`)
-#   sizes       response size sweep 13 B, 4 KiB, 64 KiB, 1 MiB (ringcorn `bytes`, hyper-peer,
-#               uring-peer, nginx static files)
+#   sizes       response size sweep 13 B, 4 KiB, 64 KiB, 1 MiB, 16 MiB (ringcorn `bytes`,
+#               ringcorn-static and nginx serving the same files, hyper-peer, uring-peer): requests/s,
+#               server CPU µs/request and its ratio to nginx's
+#   slowread    the slow-read attack (`slowhttptest -X`): 400 connections reading a 1 MiB response
+#               slowly; server RSS before and at peak, RSS per slow reader, and a normal client's
+#               probes (curl every 200 ms) throughout (ringcorn `bytes`, ringcorn-static, nginx)
 #   scaling     1, 2, 4, ... workers over --scale-cpus
 #   callgrind   instructions per request through the sans-IO connection (valgrind)
 #   criterion   `cargo bench --bench http` summary (full mode only unless named)
@@ -33,18 +39,24 @@ usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
     cat <<'EOF'
 Options (defaults of the full mode; --quick changes those marked *):
-  --quick               1 round, 1 s runs, 64 connections only, scaling pipelined only, no
-                        criterion: every peer and section in under 2 minutes (figures are
-                        indicative only)
+  --quick               1 round, 1 s runs, 64 connections only, scaling pipelined only, a
+                        10 s slow-read attack with 100 connections, no criterion: every peer and
+                        section in a few minutes (figures are indicative only)
   --install             apt-get install the missing tools first (as root), then run
   --rounds N            * rounds of alternating runs (3; quick 1)
   --duration S          * seconds per wrk run, throughput and scaling (4; quick 1)
   --size-duration S     * seconds per wrk run of the size sweep (3; quick 1)
+  --size-large-connections N
+                        wrk connections of the size sweep at 16 MiB (16; 64 at the other sizes):
+                        at 64, a run of a few seconds finishes only a handful of 16 MiB responses
+                        per connection, and the ones still in flight when wrk stops (CPU spent,
+                        no request counted) skew CPU per request
   --warmup S            * unrecorded wrk warm-up per peer and mode before round 1 (1; quick 0)
   --connections LIST    * wrk connection counts (1,64,256,1024; quick 64)
   --depth N             pipeline depth (16)
-  --peers LIST          subset of ringcorn,ringcorn-process,ringcorn-json,ringcorn-epoll,nginx,ceiling,hyper-peer,uring-peer,gunicorn
-  --sections LIST       * subset of throughput,latency,memory,sizes,scaling,callgrind,criterion
+  --peers LIST          subset of ringcorn,ringcorn-process,ringcorn-json,ringcorn-epoll,ringcorn-static,
+                        nginx,ceiling,hyper-peer,uring-peer,gunicorn
+  --sections LIST       * subset of throughput,latency,memory,sizes,slowread,scaling,callgrind,criterion
                         (all; quick: all but criterion)
   --criterion           add the criterion section (also in --quick)
   --cpus-server LIST    taskset CPU list of the one-worker servers (0)
@@ -60,6 +72,12 @@ Options (defaults of the full mode; --quick changes those marked *):
   --latency-connections C  loadgen connections (64)
   --latency-duration S  * loadgen seconds (5, after 1 s of warm-up; quick 1, no warm-up)
   --hold N              idle keep-alive connections held in the memory section (10000)
+  --slow-connections N  * slow readers of the slow-read attack (400; quick 100)
+  --slow-duration S     * seconds of the slow-read attack (30; quick 10)
+  --slow-rate R         new slow-read connections per second (200): all are open after N/R s
+  --slow-send-timeout S the send timeout of ringcorn (--send-timeout) and nginx (send_timeout)
+                        in the slow-read section (the attack's duration + 60 s): longer than the
+                        attack, so it measures memory, not timeouts
   --callgrind-requests N  requests per callgrind run (100000)
   --no-build            use the binaries already built (development)
   --force               measure even if the machine is busy (figures will be skewed)
@@ -69,7 +87,8 @@ Raw outputs and server logs of the last run are kept in target/bench/raw/.
 EOF
 }
 
-die() { echo "bench.sh: error: $*" >&2; exit 1; }
+DIED=0
+die() { echo "bench.sh: error: $*" >&2; DIED=1; exit 1; }
 log() { echo "bench.sh: $*" >&2; }
 
 # ---------------------------------------------------------------- options
@@ -77,13 +96,15 @@ QUICK=0
 for a in "$@"; do [[ "$a" == --quick ]] && QUICK=1; done
 if (( QUICK )); then
     ROUNDS=1; DURATION=1; SIZE_DURATION=1; WARMUP=0; CONNECTIONS="64"; SCALE_CONNS=64
-    SCALE_MODES="pipelined"; LAT_DURATION=1; LAT_WARMUP=0; SECTIONS="throughput,latency,memory,sizes,scaling,callgrind"
+    SCALE_MODES="pipelined"; LAT_DURATION=1; LAT_WARMUP=0; SLOW_CONNS=100; SLOW_DURATION=10
+    SECTIONS="throughput,latency,memory,sizes,slowread,scaling,callgrind"
 else
     ROUNDS=3; DURATION=4; SIZE_DURATION=3; WARMUP=1; CONNECTIONS="1,64,256,1024"; SCALE_CONNS=256
-    SCALE_MODES="plain pipelined"; LAT_DURATION=5; LAT_WARMUP=1; SECTIONS="throughput,latency,memory,sizes,scaling,callgrind,criterion"
+    SCALE_MODES="plain pipelined"; LAT_DURATION=5; LAT_WARMUP=1; SLOW_CONNS=400; SLOW_DURATION=30
+    SECTIONS="throughput,latency,memory,sizes,slowread,scaling,callgrind,criterion"
 fi
-ALL_PEERS="ringcorn,ringcorn-process,ringcorn-json,ringcorn-epoll,nginx,ceiling,hyper-peer,uring-peer,gunicorn"
-ALL_SECTIONS="throughput,latency,memory,sizes,scaling,callgrind,criterion"
+ALL_PEERS="ringcorn,ringcorn-process,ringcorn-json,ringcorn-epoll,ringcorn-static,nginx,ceiling,hyper-peer,uring-peer,gunicorn"
+ALL_SECTIONS="throughput,latency,memory,sizes,slowread,scaling,callgrind,criterion"
 PEERS="$ALL_PEERS"
 DEPTH=16
 CPUS_SERVER=0
@@ -94,6 +115,10 @@ LAT_RATE=20000
 GUNICORN_RATE=500
 LAT_CONNS=64
 HOLD=10000
+SIZE_CONNS=64          # wrk connections of the size sweep ...
+SIZE_LARGE_CONNS=16    # ... and at 16 MiB
+SLOW_RATE=200
+SLOW_SEND_TIMEOUT=""   # empty: the attack's duration + 60 s
 IDLE_SETTLE=3   # seconds held connections stay idle before the server's RSS is read
 CG_N=100000
 INSTALL=0
@@ -107,6 +132,7 @@ while [[ $# -gt 0 ]]; do
         --rounds) ROUNDS="${2:?--rounds needs a value}"; shift 2 ;;
         --duration) DURATION="${2:?--duration needs a value}"; shift 2 ;;
         --size-duration) SIZE_DURATION="${2:?--size-duration needs a value}"; shift 2 ;;
+        --size-large-connections) SIZE_LARGE_CONNS="${2:?needs a value}"; shift 2 ;;
         --warmup) WARMUP="${2:?--warmup needs a value}"; shift 2 ;;
         --connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
         --depth) DEPTH="${2:?--depth needs a value}"; shift 2 ;;
@@ -123,6 +149,10 @@ while [[ $# -gt 0 ]]; do
         --latency-connections) LAT_CONNS="${2:?needs a value}"; shift 2 ;;
         --latency-duration) LAT_DURATION="${2:?needs a value}"; shift 2 ;;
         --hold) HOLD="${2:?--hold needs a value}"; shift 2 ;;
+        --slow-connections) SLOW_CONNS="${2:?--slow-connections needs a value}"; shift 2 ;;
+        --slow-duration) SLOW_DURATION="${2:?--slow-duration needs a value}"; shift 2 ;;
+        --slow-rate) SLOW_RATE="${2:?--slow-rate needs a value}"; shift 2 ;;
+        --slow-send-timeout) SLOW_SEND_TIMEOUT="${2:?--slow-send-timeout needs a value}"; shift 2 ;;
         --callgrind-requests) CG_N="${2:?needs a value}"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --force) FORCE=1; shift ;;
@@ -131,13 +161,18 @@ while [[ $# -gt 0 ]]; do
         *) usage >&2; die "unknown option: $1" ;;
     esac
 done
+[[ -n "$SLOW_SEND_TIMEOUT" ]] || SLOW_SEND_TIMEOUT=$(( ${SLOW_DURATION//[^0-9]/} + 60 ))
 for v in ROUNDS DURATION SIZE_DURATION WARMUP DEPTH SCALE_CONNS GUNICORN_MAX_CONNS LAT_RATE \
-         GUNICORN_RATE LAT_CONNS LAT_DURATION HOLD CG_N; do
+         GUNICORN_RATE LAT_CONNS LAT_DURATION HOLD CG_N SIZE_LARGE_CONNS SLOW_CONNS SLOW_DURATION \
+         SLOW_RATE SLOW_SEND_TIMEOUT; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
 done
 (( ROUNDS >= 1 && DURATION >= 1 && SIZE_DURATION >= 1 && DEPTH >= 1 && SCALE_CONNS >= 1 \
    && LAT_RATE >= 1 && GUNICORN_RATE >= 1 && LAT_CONNS >= 1 && LAT_DURATION >= 1 && HOLD >= 1 \
-   && CG_N >= 1 )) || die "counts, rates and durations must be at least 1"
+   && CG_N >= 1 && SIZE_LARGE_CONNS >= 1 && SLOW_CONNS >= 1 && SLOW_DURATION >= 1 && SLOW_RATE >= 1 \
+   && SLOW_SEND_TIMEOUT >= 1 )) || die "counts, rates and durations must be at least 1"
+(( SLOW_CONNS <= 1000 )) || die "--slow-connections: slowhttptest waits on its sockets with select(), 1000 at most"
+(( SLOW_SEND_TIMEOUT > SLOW_DURATION )) || log "warning: --slow-send-timeout $SLOW_SEND_TIMEOUT is not longer than the attack ($SLOW_DURATION s): the servers may drop the slow readers, and the section measures that, not memory"
 (( GUNICORN_RATE <= LAT_CONNS * 9 )) || log "warning: --gunicorn-rate $GUNICORN_RATE over $LAT_CONNS connections: gunicorn closes every connection and loadgen reconnects one at most every 100 ms, so expect errors above about $(( LAT_CONNS * 9 ))/s"
 [[ "$CONNECTIONS" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--connections must be a comma-separated list of numbers"
 IFS=',' read -r -a CONN_LIST <<< "$CONNECTIONS"
@@ -178,12 +213,17 @@ for (( w = 1; w < ${#SCALE_CPU_LIST[@]}; w *= 2 )); do SCALE_WORKERS+=("$w"); do
 SCALE_WORKERS+=("${#SCALE_CPU_LIST[@]}")
 scale_cpus_for() { local w="$1"; echo "${SCALE_CPU_LIST[*]:0:$w}" | tr ' ' ','; }
 
-SIZES=(13 4096 65536 1048576)
+SIZES=(13 4096 65536 1048576 16777216)
+SIZE_LARGE=16777216    # sizes from this up are measured with SIZE_LARGE_CONNS connections
+size_conns() { (( $1 >= SIZE_LARGE )) && echo "$SIZE_LARGE_CONNS" || echo "$SIZE_CONNS"; }
+SLOW_SIZE=1048576      # what the slow readers ask for ...
+SLOW_PROBE=/13         # ... and what the normal client does (13 bytes from every slow-read peer)
 MODES=(plain pipelined)
 TP_PEERS="$(pick "ringcorn ringcorn-process ringcorn-json ringcorn-epoll nginx ceiling hyper-peer uring-peer gunicorn")"
 LAT_PEERS="$TP_PEERS"
 MEM_PEERS="$(pick "ringcorn ringcorn-epoll nginx ceiling hyper-peer uring-peer")"
-SIZE_PEERS="$(pick "ringcorn ringcorn-epoll nginx hyper-peer uring-peer")"
+SIZE_PEERS="$(pick "ringcorn ringcorn-static ringcorn-epoll nginx hyper-peer uring-peer")"
+SLOW_PEERS="$(pick "ringcorn ringcorn-static nginx")"
 SCALE_PEERS="$(pick "ringcorn ringcorn-process ringcorn-epoll nginx ceiling hyper-peer uring-peer")"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -206,9 +246,11 @@ cd "$REPO"
 # ---------------------------------------------------------------- time estimate
 # Seconds per run beyond its duration (start-up, /proc reads), per memory measurement, per
 # callgrind run and per server start, measured on the 2-core machine of BENCHMARKS.md.
-OV_RUN=0.1; OV_MEM=2.2; OV_CG=0.5; OV_START=0.3; OV_CRITERION=90
-estimate() {  # ROUNDS DURATION SIZE_DURATION WARMUP "CONNS..." LAT_DURATION LAT_WARMUP SCALE? CRITERION?
-    local rounds=$1 dur=$2 sdur=$3 warm=$4 conns=$5 ldur=$6 lwarm=$7 crit=$8 c p tp=0 n
+# A slow-read run adds a server start, its checks, the settling, slowhttptest's extra second and
+# the stop (OV_SLOW); the size sweep's checks fetch every size twice per peer (OV_SIZE_CHECK).
+OV_RUN=0.1; OV_MEM=2.2; OV_CG=0.5; OV_START=0.3; OV_CRITERION=90; OV_SLOW=3.5; OV_SIZE_CHECK=0.5
+estimate() {  # ROUNDS DURATION SIZE_DURATION WARMUP "CONNS..." LAT_DURATION LAT_WARMUP CRITERION? SLOW_DURATION
+    local rounds=$1 dur=$2 sdur=$3 warm=$4 conns=$5 ldur=$6 lwarm=$7 crit=$8 slowdur=$9 c p tp=0 n
     for c in $conns; do for p in $TP_PEERS; do
         [[ "$p" == gunicorn ]] && (( c > GUNICORN_MAX_CONNS )) && continue
         tp=$(( tp + 2 ))
@@ -216,10 +258,10 @@ estimate() {  # ROUNDS DURATION SIZE_DURATION WARMUP "CONNS..." LAT_DURATION LAT
     n=$(wc -w <<< "$TP_PEERS")
     python3 - "$rounds" "$dur" "$sdur" "$warm" "$tp" "$n" "$ldur" "$lwarm" "$crit" \
         "$(wc -w <<< "$MEM_PEERS")" "$(wc -w <<< "$SIZE_PEERS")" "$(wc -w <<< "$SCALE_PEERS")" \
-        "${#SCALE_WORKERS[@]}" "$SECTIONS" <<EOF
+        "${#SCALE_WORKERS[@]}" "${#SIZES[@]}" "$(wc -w <<< "$SLOW_PEERS")" "$slowdur" "$SECTIONS" <<EOF
 import sys
-r, dur, sdur, warm, tp, n, ldur, lwarm, crit, nmem, nsize, nscale, nw = map(int, sys.argv[1:14])
-sec = sys.argv[14].split(",")
+r, dur, sdur, warm, tp, n, ldur, lwarm, crit, nmem, nsize, nscale, nw, nsz, nslow, slowdur = map(int, sys.argv[1:17])
+sec = sys.argv[17].split(",")
 t = 5  # tool checks, the 2 s quietness check, the report (builds not counted)
 if "throughput" in sec:
     t += r * tp * (dur + $OV_RUN) + (n * 2 * (warm + $OV_RUN) if warm else 0) + n * $OV_START
@@ -228,7 +270,9 @@ if "latency" in sec:
 if "memory" in sec:
     t += r * nmem * $OV_MEM
 if "sizes" in sec:
-    t += r * 4 * nsize * (sdur + $OV_RUN) + nsize * $OV_START + 2
+    t += r * nsz * nsize * (sdur + $OV_RUN) + nsize * ($OV_START + $OV_SIZE_CHECK) + 2
+if "slowread" in sec:
+    t += r * nslow * (slowdur + $OV_SLOW)
 if "scaling" in sec:
     t += r * nw * $(wc -w <<< "$SCALE_MODES") * nscale * (dur + $OV_RUN) + nw * nscale * $OV_START
 if "callgrind" in sec:
@@ -238,17 +282,19 @@ if crit:
 print(round(t))
 EOF
 }
-EST_THIS="$(estimate "$ROUNDS" "$DURATION" "$SIZE_DURATION" "$WARMUP" "${CONN_LIST[*]}" "$LAT_DURATION" "$LAT_WARMUP" "$(section criterion && echo 1 || echo 0)")"
-EST_FULL="$(SECTIONS="$ALL_SECTIONS" SCALE_MODES="plain pipelined" estimate 3 4 3 1 "1 64 256 1024" 5 1 1)"
+EST_THIS="$(estimate "$ROUNDS" "$DURATION" "$SIZE_DURATION" "$WARMUP" "${CONN_LIST[*]}" "$LAT_DURATION" "$LAT_WARMUP" "$(section criterion && echo 1 || echo 0)" "$SLOW_DURATION")"
+EST_FULL="$(SECTIONS="$ALL_SECTIONS" SCALE_MODES="plain pipelined" estimate 3 4 3 1 "1 64 256 1024" 5 1 1 30)"
 log "estimated measuring time: $EST_THIS s ($(( EST_THIS / 60 )) min $(( EST_THIS % 60 )) s), builds not counted; the full mode: about $(( EST_FULL / 60 )) min"
 
 # ---------------------------------------------------------------- tools
 declare -A APT=( [wrk]=wrk [nginx]=nginx-light [valgrind]=valgrind [gnuplot]=gnuplot-nox
-                 [taskset]=util-linux [curl]=curl [pgrep]=procps [timeout]=coreutils [python3]=python3 )
+                 [taskset]=util-linux [curl]=curl [pgrep]=procps [timeout]=coreutils [python3]=python3
+                 [slowhttptest]=slowhttptest [ss]=iproute2 )
 tools_needed() {
     local t=(wrk taskset curl pgrep timeout python3 gnuplot)
     want nginx && t+=(nginx)
     { section callgrind; } && t+=(valgrind)
+    { section slowread && [[ -n "$SLOW_PEERS" ]]; } && t+=(slowhttptest ss)
     echo "${t[*]}"
 }
 missing_packages() {
@@ -302,8 +348,10 @@ stop_instance() {  # ID: TERM the server and its descendants, KILL what is left 
 }
 
 cleanup() {
-    local rc=$? s p
+    local rc=$? cmd="$BASH_COMMAND" s p
     trap - EXIT INT TERM
+    # set -e stopped the script: say where, or it ends without a word.
+    (( rc == 0 || rc == 130 || rc == 143 || DIED )) || echo "bench.sh: error: stopped by a failing command (exit $rc): $cmd" >&2
     for p in "${BG_PIDS[@]+"${BG_PIDS[@]}"}"; do kill -KILL "$p" 2>/dev/null || true; done
     for s in "${!PID[@]}"; do stop_instance "$s"; done
     rm -rf "$TMP"
@@ -392,6 +440,7 @@ free_port() {  # -> a free TCP port on 127.0.0.1
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 mkdir -p "$TMP/files" "$TMP/gunicorn"
+# The static files nginx and ringcorn-static serve: the same bytes as the `bytes` app's answers.
 for n in "${SIZES[@]}"; do head -c "$n" /dev/zero | tr '\0' 'x' > "$TMP/files/$n"; done
 cat > "$TMP/gunicorn/app.py" <<'EOF'
 # The gunicorn peer of scripts/bench.sh: the same hello-world answer as the others.
@@ -405,16 +454,24 @@ def application(environ, start_response):
 EOF
 
 MEM_EXTRA=()   # extra ringcorn flags while holding connections (memory section)
+SEND_TIMEOUT="" # the servers' send timeout in seconds (slowread section); empty: their default, 60 s
+set_app_args() {  # APP -> sets the array APP_ARGS: the app and its own arguments for ringcorn
+    APP_ARGS=("$1")
+    [[ "$1" == static ]] && APP_ARGS+=(--root "$TMP/files")
+    return 0
+}
 make_cmd() {  # PEER APP WORKERS CPUS PORT DIR -> sets the array CMD
-    local peer="$1" app="$2" w="$3" cpus="$4" port="$5" dir="$6"
+    local peer="$1" app="$2" w="$3" cpus="$4" port="$5" dir="$6" extra=()
     case "$peer" in
-        ringcorn|ringcorn-json|ringcorn-process|ringcorn-epoll)
+        ringcorn|ringcorn-json|ringcorn-process|ringcorn-epoll|ringcorn-static)
             local class=thread backend=auto
             [[ "$peer" == ringcorn-process ]] && class=process
             [[ "$peer" == ringcorn-epoll ]] && backend=epoll
+            [[ -n "$SEND_TIMEOUT" ]] && extra=(--send-timeout "$SEND_TIMEOUT")
+            set_app_args "$app"
             CMD=(taskset -c "$cpus" "$BIN" --workers "$w" --cpus "$cpus" --backend "$backend"
                  --worker-class "$class" --bind "127.0.0.1:$port" --log-level warning
-                 "${MEM_EXTRA[@]+"${MEM_EXTRA[@]}"}" "$app") ;;
+                 "${MEM_EXTRA[@]+"${MEM_EXTRA[@]}"}" "${extra[@]+"${extra[@]}"}" "${APP_ARGS[@]}") ;;
         nginx)
             CMD=(taskset -c "$cpus" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log") ;;
         ceiling)
@@ -427,6 +484,13 @@ make_cmd() {  # PEER APP WORKERS CPUS PORT DIR -> sets the array CMD
         *) die "no command for peer $peer" ;;
     esac
 }
+
+if want ringcorn-static && { section sizes || section slowread; }; then
+    # Before minutes of other sections: does this build have the static app (issue 11)?
+    set_app_args static
+    static_check="$("$BIN" --check-config --workers 1 "${APP_ARGS[@]}" 2>&1)" \
+        || die "ringcorn-static needs \`ringcorn static --root DIR\`, which this build refuses: $(tr '\n' ' ' <<< "$static_check" | cut -c1-300)(leave the peer out with --peers)"
+fi
 
 printable() {  # ID -> its command line with the repository, temp dir and port made generic
     local id="$1"
@@ -442,7 +506,7 @@ start_instance() {  # ID PEER APP WORKERS CPUS: start it in the background, wait
     mkdir -p "$dir"
     if [[ "$peer" == nginx ]]; then
         sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@WORKERS@|$w|g" -e "s|@FILES@|$TMP/files|g" \
-            "$SCRIPT_DIR/nginx.conf.template" > "$dir/nginx.conf"
+            -e "s|@SEND_TIMEOUT@|${SEND_TIMEOUT:-60}|g" "$SCRIPT_DIR/nginx.conf.template" > "$dir/nginx.conf"
     fi
     port_open "$port" && die "port $port is already taken (before starting $id)"
     make_cmd "$peer" "$app" "$w" "$cpus" "$port" "$dir"
@@ -525,6 +589,9 @@ check_response() {  # ID PATH EXPECT-BODY|SIZE:N -> note a wrong answer; keep it
     NOTES+=("**$id answered a plain GET wrongly**: status \`$status\`, body \`$body\`.")
 }
 
+size_app_for() {  # PEER -> the app it serves in the size sweep and the slow-read attack
+    case "$1" in nginx|ringcorn-static) echo static ;; *) echo bytes ;; esac
+}
 body_for() { [[ "$1" == json ]] && echo '{"message":"Hello, World!"}' || echo 'Hello, World!'; }
 app_for() {  # PEER -> the app it serves in the hello-world sections
     case "$1" in ringcorn-json) echo json ;; *) echo hello ;; esac
@@ -550,7 +617,8 @@ snap() {  # STEM.procstat-WHEN -> that file (per-core busy time) and STEM.procs-
     local f="$1"
     grep '^cpu[0-9]' /proc/stat > "$f"
     # comm (field 2) may hold spaces and parentheses: the fields after its last ") " are fixed.
-    cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+    # A process that ends between the glob and cat makes cat fail: not an error (pipefail).
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{
         n = match($0, /\) [^)]*$/); split(substr($0, n + 2), f, " ")
         print $1, f[2], f[12] + f[13] + f[14] + f[15], f[37] }' > "${f/.procstat-/.procs-}"
 }
@@ -697,17 +765,122 @@ fi
 # ---------------------------------------------------------------- 4. response size sweep
 if section sizes && [[ -n "$SIZE_PEERS" ]]; then
     for p in $SIZE_PEERS; do
-        app=bytes; [[ "$p" == nginx ]] && app=static
-        start_instance "sz-$p" "$p" "$app" 1 "$CPUS_SERVER"
+        start_instance "sz-$p" "$p" "$(size_app_for "$p")" 1 "$CPUS_SERVER"
         for n in "${SIZES[@]}"; do check_response "sz-$p" "/$n" "SIZE:$n"; done
     done
     for (( r = 1; r <= ROUNDS; r++ )); do
         for n in "${SIZES[@]}"; do
-            for p in $SIZE_PEERS; do run_wrk sizes "$r" "sz-$p" plain 64 "/$n" "$SIZE_DURATION"; done
+            for p in $SIZE_PEERS; do run_wrk sizes "$r" "sz-$p" plain "$(size_conns "$n")" "/$n" "$SIZE_DURATION"; done
         done
     done
     for p in $SIZE_PEERS; do stop_instance "sz-$p"; done
     section_done sizes
+fi
+
+# ---------------------------------------------------------------- 4b. the slow-read attack
+SLOW="$RAW/slowread.tsv"
+printf 'round\tid\tpeer\tconns\tsecs\trate\tsend_timeout\trss_before_kb\trss_peak_kb\topen_peak\trss_after_kb\tsamples\tslow_rc\talive_after\traw\n' > "$SLOW"
+# The attack: every connection asks for the 1 MiB response 3 times (pipelined, -k 3), advertises
+# a TCP window of 512-1024 bytes (-w, -y) and reads 32 bytes (-z) every 5 s (-n): it never gets
+# far into the first response. -r connections per second: all are open after CONNS/RATE s.
+slow_cmd() {  # PORT STEM -> sets the array CMD (the stats go to STEM.csv and STEM.html)
+    CMD=(taskset -c "$LOAD_CPU1" slowhttptest -X -c "$SLOW_CONNS" -r "$SLOW_RATE" -w 512 -y 1024 -n 5 -z 32
+         -k 3 -l "$SLOW_DURATION" -p 3 -g -o "$2" -u "http://127.0.0.1:$1/$SLOW_SIZE")
+}
+probe_cmd() {  # URL -> sets the array CMD: one request of the normal client
+    CMD=(taskset -c "$LOAD_CPU1" curl -s -o /dev/null --max-time 2 -w '%{http_code} %{size_download} %{time_total}' "$1")
+}
+sleep_until() {  # DEADLINE (µs since the epoch, as ${EPOCHREALTIME//[^0-9]/})
+    local left=$(( $1 - ${EPOCHREALTIME//[^0-9]/} ))
+    (( left > 0 )) && sleep "$(( left / 1000000 )).$(printf '%06d' $(( left % 1000000 )))"
+    return 0
+}
+slow_probe() {  # URL OUT STOPFILE T0: the normal client, one curl every 200 ms until STOPFILE exists.
+    # Each line of OUT: ms since T0 (µs since the epoch), curl's exit, status, body bytes, seconds.
+    local url="$1" out="$2" stop="$3" t0="$4" next now rc res
+    next=${EPOCHREALTIME//[^0-9]/}
+    probe_cmd "$url"
+    while [[ ! -e "$stop" ]]; do
+        now=${EPOCHREALTIME//[^0-9]/}
+        rc=0
+        res="$("${CMD[@]}" 2>/dev/null)" || rc=$?
+        printf '%s %s %s\n' "$(( (now - t0) / 1000 ))" "$rc" "${res:-000 0 0}" >> "$out"
+        next=$(( next + 200000 ))
+        now=${EPOCHREALTIME//[^0-9]/}
+        (( next < now )) && next=$now   # after a slow answer, the next request at once, not a burst
+        sleep_until "$next"
+    done
+}
+bg_forget() {  # PID: drop it from BG_PIDS once reaped (its number may be reused)
+    local p keep=()
+    for p in "${BG_PIDS[@]+"${BG_PIDS[@]}"}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
+    BG_PIDS=("${keep[@]+"${keep[@]}"}")
+}
+if section slowread && [[ -n "$SLOW_PEERS" ]]; then
+    mkdir -p "$RAW/slowread"
+    # The same send timeout for both, longer than the attack: this measures memory, not timeouts.
+    # ringcorn's --max-connections (10000 a worker) is far above --slow-connections (1000 at most).
+    SEND_TIMEOUT="$SLOW_SEND_TIMEOUT"
+    for (( r = 1; r <= ROUNDS; r++ )); do
+        for p in $SLOW_PEERS; do
+            # A fresh server per round: what an earlier attack left behind is no baseline.
+            id="sr-$p-r$r"; stem="slowread/r$r-$p"
+            start_instance "$id" "$p" "$(size_app_for "$p")" 1 "$CPUS_SERVER"
+            port="${I_PORT[$id]}"
+            check_response "$id" "/$SLOW_SIZE" "SIZE:$SLOW_SIZE"
+            check_response "$id" "$SLOW_PROBE" "SIZE:${SLOW_PROBE#/}"
+            sleep 0.3
+            before="$(mem_kb "$id" VmRSS)"
+            stop="$TMP/slow-stop-$id"
+            rm -f "$stop"
+            : > "$RAW/$stem.samples"; : > "$RAW/$stem.probes"
+            t0=${EPOCHREALTIME//[^0-9]/}
+            slow_cmd "$port" "$RAW/$stem"
+            # Not under timeout(1): cleanup's KILL must reach slowhttptest itself (taskset execs it).
+            "${CMD[@]}" > "$RAW/$stem.txt" 2>&1 &
+            spid=$!
+            BG_PIDS+=("$spid")
+            slow_probe "http://127.0.0.1:$port$SLOW_PROBE" "$RAW/$stem.probes" "$stop" "$t0" &
+            prpid=$!
+            BG_PIDS+=("$prpid")
+            # Every 0.5 s while the attack lasts: the server's RSS and its established connections.
+            peak=0; open_peak=0; nsamples=0; next=$t0; overdue=0
+            while kill -0 "$spid" 2>/dev/null; do
+                now=${EPOCHREALTIME//[^0-9]/}
+                if (( now - t0 > (SLOW_DURATION + 30) * 1000000 )); then   # it should have ended
+                    log "warning: slowhttptest on $p round $r still runs $(( SLOW_DURATION + 30 )) s on: killing it"
+                    kill -KILL "$spid" 2>/dev/null || true
+                    overdue=1
+                    break
+                fi
+                rss="$(mem_kb "$id" VmRSS)"
+                open="$({ ss -Htn state established "( sport = :$port )" 2>/dev/null || true; } | wc -l)"
+                printf '%s %s %s\n' "$(( (now - t0) / 1000 ))" "$rss" "$open" >> "$RAW/$stem.samples"
+                (( rss > peak )) && peak=$rss
+                (( open > open_peak )) && open_peak=$open
+                nsamples=$(( nsamples + 1 ))
+                next=$(( next + 500000 ))
+                sleep_until "$next"
+            done
+            src=0; wait "$spid" || src=$?
+            (( overdue )) && src=124
+            bg_forget "$spid"
+            touch "$stop"
+            wait "$prpid" 2>/dev/null || true
+            bg_forget "$prpid"
+            sleep 1   # the attack's connections are closed: what does the server give back?
+            after="$(mem_kb "$id" VmRSS)"
+            alive_after=1; alive "$id" || alive_after=0
+            (( src == 0 && alive_after == 1 )) || log "warning: slowhttptest on $p round $r: exit $src, server alive: $alive_after (output: $RAW/$stem.txt)"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$p" "$SLOW_CONNS" \
+                "$SLOW_DURATION" "$SLOW_RATE" "$SLOW_SEND_TIMEOUT" "$before" "$peak" "$open_peak" "$after" \
+                "$nsamples" "$src" "$alive_after" "$stem" >> "$SLOW"
+            log "slowread r$r $p: VmRSS $before -> peak $peak kB (after $after kB), $open_peak connections open at most; probes: $(awk '$2 == 0 && $3 == 200 { ok++ } END { printf "%d of %d ok", ok, NR }' "$RAW/$stem.probes")"
+            stop_instance "$id"
+        done
+    done
+    SEND_TIMEOUT=""
+    section_done slowread
 fi
 
 # ---------------------------------------------------------------- 5. scaling with workers
@@ -794,6 +967,8 @@ META="$RAW/meta.tsv"
     printf 'io_uring\t%s\n' "$(lock_version io-uring)"
     want gunicorn && printf 'gunicorn\t%s\n' "$("$VENV/bin/gunicorn" --version 2>&1 | head -n 1) on $("$VENV/bin/python" --version 2>&1)"
     section callgrind && printf 'valgrind\t%s\n' "$(valgrind --version)"
+    section slowread && [[ -n "$SLOW_PEERS" ]] && printf 'slowhttptest\t%s\n' \
+        "$(dpkg-query -W -f '${Version}' slowhttptest 2>/dev/null || slowhttptest -h 2>&1 | grep -m1 -io 'version [^ ]*' || echo '?')"
     printf 'gnuplot\t%s\n' "$(gnuplot --version 2>/dev/null || echo '?')"
     printf 'clk_tck\t%s\n' "$CLK_TCK"
     printf 'bench_pid\t%s\n' "$$"
@@ -815,6 +990,15 @@ META="$RAW/meta.tsv"
     printf 'latency_duration\t%s\n' "$LAT_DURATION"
     printf 'latency_warmup\t%s\n' "$LAT_WARMUP"
     printf 'hold\t%s\n' "$HOLD"
+    printf 'size_connections\t%s\n' "$SIZE_CONNS"
+    printf 'size_large_connections\t%s\n' "$SIZE_LARGE_CONNS"
+    printf 'size_large\t%s\n' "$SIZE_LARGE"
+    printf 'slow_connections\t%s\n' "$SLOW_CONNS"
+    printf 'slow_duration\t%s\n' "$SLOW_DURATION"
+    printf 'slow_rate\t%s\n' "$SLOW_RATE"
+    printf 'slow_send_timeout\t%s\n' "$SLOW_SEND_TIMEOUT"
+    printf 'slow_size\t%s\n' "$SLOW_SIZE"
+    printf 'slow_probe\t%s\n' "$SLOW_PROBE"
     printf 'callgrind_requests\t%s\n' "$CG_N"
     printf 'peers\t%s\n' "$PEERS"
     printf 'sections\t%s\n' "$SECTIONS"
@@ -840,6 +1024,10 @@ META="$RAW/meta.tsv"
     printf 'loadgen_cmd\ttaskset -c %s benches/peers/target/release/loadgen --url http://127.0.0.1:PORT/ --rate RATE --connections %s --duration %s%s\n' \
         "$LOAD_CPU1" "$LAT_CONNS" "$LAT_DURATION" "$( (( LAT_WARMUP > 0 )) && echo " --warmup $LAT_WARMUP")"
     printf 'holdconns_cmd\ttaskset -c %s benches/peers/target/release/holdconns --addr 127.0.0.1:PORT --count %s --hold-secs 300\n' "$LOAD_CPU1" "$HOLD"
+    slow_cmd PORT "target/bench/raw/slowread/rROUND-PEER"
+    printf 'slowhttptest_cmd\t%s\n' "$(sed "s|$REPO/||g" <<< "${CMD[*]}")"
+    probe_cmd "http://127.0.0.1:PORT$SLOW_PROBE"
+    printf 'probe_cmd\t%s\n' "$(for a in "${CMD[@]}"; do [[ "$a" == *[\ %]* ]] && a="'$a'"; printf '%s ' "$a"; done | sed 's/ $//')"
     printf 'callgrind_cmd\tvalgrind --tool=callgrind target/release/examples/callgrind_requests N [pipelined]\n'
     printf 'criterion_cmd\ttaskset -c %s %s\n' "$CPUS_SERVER" "$CRIT_CMD"
     for n in "${NOTES[@]+"${NOTES[@]}"}"; do printf 'note\t%s\n' "$n"; done

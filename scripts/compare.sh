@@ -7,7 +7,8 @@
 # figure that drift on a shared machine disturbs least.
 #
 # Usage: scripts/compare.sh OLD_BINARY NEW_BINARY [--rounds N] [--seconds S] [--app APP]
-#          [--old-flags "FLAGS"] [--new-flags "FLAGS"] [--scrape-every S]
+#          [--path PATH] [--old-flags "FLAGS"] [--new-flags "FLAGS"] [--scrape-every S]
+# --path: what wrk asks for (default /; e.g. --app bytes --path /16384 for a 16 KiB body).
 # The flags are added to each side's command line (the same binary twice compares an option
 # off and on: --new-flags "--metrics 127.0.0.1:0"). --scrape-every S: while wrk runs, one
 # Python process on CPU 1 scrapes /metrics every S seconds on a side started with --metrics
@@ -21,14 +22,15 @@ set -euo pipefail
 die() { echo "compare.sh: error: $*" >&2; exit 1; }
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-[[ $# -ge 2 ]] || die "usage: scripts/compare.sh OLD_BINARY NEW_BINARY [--rounds N] [--seconds S] [--app APP] [--old-flags F] [--new-flags F] [--scrape-every S]"
+[[ $# -ge 2 ]] || die "usage: scripts/compare.sh OLD_BINARY NEW_BINARY [--rounds N] [--seconds S] [--app APP] [--path PATH] [--old-flags F] [--new-flags F] [--scrape-every S]"
 OLD="$1"; NEW="$2"; shift 2
-ROUNDS=5; SECS=5; APP=hello; OLD_FLAGS=""; NEW_FLAGS=""; SCRAPE=
+ROUNDS=5; SECS=5; APP=hello; URL_PATH=/; OLD_FLAGS=""; NEW_FLAGS=""; SCRAPE=
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
         --seconds) SECS="$2"; shift 2 ;;
         --app) APP="$2"; shift 2 ;;
+        --path) URL_PATH="$2"; shift 2 ;;
         --old-flags) OLD_FLAGS="$2"; shift 2 ;;
         --new-flags) NEW_FLAGS="$2"; shift 2 ;;
         --scrape-every) SCRAPE="$2"; shift 2 ;;
@@ -84,7 +86,7 @@ PY
     [[ "$2" == 1 ]] && script=(-s "$SCRIPT_DIR/pipeline.lua")
     local a b out rps
     a="$(awk '{ print $14 + $15 }' "/proc/$SERVER/stat")"
-    out="$(taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "${script[@]}" "$addr/")"
+    out="$(taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "${script[@]}" "$addr$URL_PATH")"
     b="$(awk '{ print $14 + $15 }' "/proc/$SERVER/stat")"
     if [[ -n "$SCRAPER" ]]; then kill "$SCRAPER"; wait "$SCRAPER" 2>/dev/null || true; SCRAPER=""; fi
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""

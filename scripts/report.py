@@ -7,6 +7,9 @@ Inputs (all written by bench.sh into target/bench/raw/):
                  ticks before/after, the load generator's CPU ms, exit code, raw file name
   latency.tsv    one row per loadgen run (its JSON line is in the raw file)
   memory.tsv     one row per holdconns measurement (VmRSS before and while holding)
+  slowread.tsv   one row per slow-read attack (VmRSS before, at peak, after; most connections
+                 open); slowread/*.samples (ms, VmRSS kB, open connections every 0.5 s),
+                 *.probes (the normal client's requests), *.csv and *.txt (slowhttptest's own)
   peak.tsv       VmHWM of each throughput server after its wrk and loadgen runs
   callgrind.tsv  Ir of callgrind_requests at N = 0 and N requests
   criterion.txt  `cargo bench --bench http` output
@@ -26,19 +29,29 @@ from pathlib import Path
 OTHER_WORK_LIMIT = 0.05  # share of one core used by others on the measured cores: flag the run
 MODES = {"plain": "unpipelined", "pipelined": "pipelined"}
 TIME_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
-PEER_ORDER = ["ringcorn", "ringcorn-process", "ringcorn-json", "ringcorn-epoll", "nginx", "ceiling", "hyper-peer", "uring-peer", "gunicorn"]
+PEER_ORDER = ["ringcorn", "ringcorn-process", "ringcorn-json", "ringcorn-epoll", "ringcorn-static", "nginx", "ceiling",
+              "hyper-peer", "uring-peer", "gunicorn"]
 LABEL = {"ringcorn": "ringcorn hello", "ringcorn-process": "ringcorn hello (process workers)", "ringcorn-json": "ringcorn json",
-         "ringcorn-epoll": "ringcorn hello (epoll backend)", "nginx": "nginx",
+         "ringcorn-epoll": "ringcorn hello (epoll backend)", "ringcorn-static": "ringcorn static", "nginx": "nginx",
          "ceiling": "ceiling", "hyper-peer": "hyper-peer", "uring-peer": "uring-peer",
          "gunicorn": "gunicorn"}
 # One colour and point type per peer, the same in every chart.
 STYLE = {"ringcorn": ("#d62728", 7), "ringcorn-process": ("#e377c2", 6), "ringcorn-json": ("#ff9896", 5),
-         "ringcorn-epoll": ("#bcbd22", 4), "nginx": ("#2ca02c", 9),
+         "ringcorn-epoll": ("#bcbd22", 4), "ringcorn-static": ("#ff7f0e", 8), "nginx": ("#2ca02c", 9),
          "ceiling": ("#7f7f7f", 13), "hyper-peer": ("#1f77b4", 11), "uring-peer": ("#9467bd", 15),
          "gunicorn": ("#8c564b", 3)}
 # ringcorn's own variants: compared with the peers, not among them, in the summary.
-RINGCORN_VARIANTS = ("ringcorn", "ringcorn-process", "ringcorn-json", "ringcorn-epoll")
-SIZE_LABEL = {13: "13 B", 4096: "4 KiB", 65536: "64 KiB", 1048576: "1 MiB"}
+RINGCORN_VARIANTS = ("ringcorn", "ringcorn-process", "ringcorn-json", "ringcorn-epoll", "ringcorn-static")
+SIZE_LABEL = {13: "13 B", 4096: "4 KiB", 65536: "64 KiB", 1048576: "1 MiB", 16777216: "16 MiB"}
+# What the size sweep and the slow-read attack serve: the `bytes` app, or the same bytes as files.
+SIZE_PEER_LABEL = {"ringcorn": "ringcorn bytes", "ringcorn-epoll": "ringcorn bytes (epoll backend)",
+                   "ringcorn-static": "ringcorn static", "nginx": "nginx static",
+                   "hyper-peer": "hyper-peer bytes", "uring-peer": "uring-peer bytes"}
+# Issue 11's targets, server CPU per request ÷ nginx's: static files at every size, the `bytes`
+# app at 1 MiB; and RSS per slow reader ÷ nginx's.
+STATIC_CPU_TARGET = 1.0
+BYTES_CPU_TARGET = (1048576, 0.8)
+SLOW_RSS_TARGET = 2.0
 
 
 # ---------------------------------------------------------------- parsing
@@ -226,6 +239,72 @@ def load_latency(raw_dir, clk_tck, server_cpus, load_cpus, warmup, bench_pid=Non
         r["cpu_share"] = r["cpu_s"] / (r["secs"] + warmup) if r["cpu_s"] is not None else None
         out.append(r)
     return out
+
+
+def load_slowread(raw_dir, probe_bytes):
+    """slowread.tsv rows with their figures: RSS per slow reader, the normal client's probes,
+    slowhttptest's own count of connected sockets and its final status."""
+    out = []
+    for row in load_tsv(raw_dir / "slowread.tsv"):
+        r = dict(row)
+        for k in ("round", "conns", "secs", "rate", "send_timeout", "rss_before_kb", "rss_peak_kb",
+                  "open_peak", "rss_after_kb", "samples", "slow_rc"):
+            r[k] = int(row[k]) if row.get(k, "").lstrip("-").isdigit() else None
+        r["alive"] = row.get("alive_after") == "1"
+        grow = (r["rss_peak_kb"] - r["rss_before_kb"]) * 1024 if None not in (r["rss_peak_kb"], r["rss_before_kb"]) else None
+        r["growth"] = grow
+        r["per_conn"] = grow / r["open_peak"] if grow is not None and r["open_peak"] else None
+        stem = raw_dir / row["raw"]
+        probes = []
+        pf = Path(f"{stem}.probes")
+        if pf.exists():
+            for line in pf.read_text().splitlines():
+                f = line.split()
+                if len(f) == 5:
+                    try:
+                        probes.append((int(f[0]), int(f[1]), f[2], int(f[3]), float(f[4]) * 1e6))
+                    except ValueError:
+                        pass
+        r["probes"] = probes
+        r["probe_ok"] = [p for p in probes if p[1] == 0 and p[2] == "200" and p[3] == probe_bytes]
+        r["probe_p50"] = median_or_none([p[4] for p in r["probe_ok"]])
+        r["probe_max"] = max((p[4] for p in r["probe_ok"]), default=None)
+        # slowhttptest's CSV, one line a second: Seconds,Closed,Pending,Connected,Service Available
+        # (1.8.2; other versions have an Error column too): read by name
+        r["tool_connected"] = None
+        csvf = Path(f"{stem}.csv")
+        if csvf.exists():
+            try:
+                rows = list(csv.DictReader(csvf.read_text(errors="replace").splitlines()))
+                vals = [int(x["Connected"]) for x in rows if (x.get("Connected") or "").strip().isdigit()]
+                r["tool_connected"] = max(vals) if vals else None
+            except (csv.Error, KeyError):
+                pass
+        txt = Path(f"{stem}.txt")
+        # Its output is coloured (ANSI escapes): "Exit status: Hit test time limit" once they are gone.
+        text = re.sub(r"\x1b\[[0-9;]*m", "", txt.read_text(errors="replace")) if txt.exists() else ""
+        m = re.findall(r"^\s*(?:Exit )?status:\s+(.+?)\s*$", text, re.M)
+        r["tool_status"] = m[-1] if m else None
+        out.append(r)
+    return out
+
+
+def slowread_problems(r):
+    p = []
+    if r["conns"] and (r["open_peak"] or 0) < 0.95 * r["conns"]:
+        p.append(f"only {r['open_peak']} of {r['conns']} open (round {r['round']})")
+    if r["slow_rc"]:
+        p.append(f"slowhttptest exit {r['slow_rc']} (round {r['round']})")
+    if r["tool_status"] and "time limit" not in r["tool_status"]:
+        p.append(f"slowhttptest: {r['tool_status']} (round {r['round']})")
+    failed = len(r["probes"]) - len(r["probe_ok"])
+    if failed:
+        p.append(f"{failed} of {len(r['probes'])} probes failed (round {r['round']})")
+    if not r["probes"]:
+        p.append(f"no probes (round {r['round']})")
+    if not r["alive"]:
+        p.append(f"server died (round {r['round']})")
+    return p
 
 
 def latency_problems(r):
@@ -640,6 +719,8 @@ def main():
     runs = load_runs(raw, clk, load_cpus, bench_pid)
     lat = load_latency(raw, clk, server_cpus, load_cpus, int(meta.get("latency_warmup", 0)), bench_pid)
     mem = load_tsv(raw / "memory.tsv")
+    slow_probe = meta.get("slow_probe", "/13")
+    slow = load_slowread(raw, int(slow_probe.lstrip("/")) if slow_probe.lstrip("/").isdigit() else 13)
     peak = load_tsv(raw / "peak.tsv")
     cg = load_tsv(raw / "callgrind.tsv")
     crit_path = raw / "criterion.txt"
@@ -680,6 +761,43 @@ def main():
         per = ((int(row["rss_after_kb"]) - int(row["rss_before_kb"])) * 1024 / held) if held else None
         mem_rows.setdefault(row["peer"], []).append((row, per))
     mem_med = {p: median_or_none([per for _, per in v]) for p, v in mem_rows.items()}
+
+    size_runs = sel("sizes")
+
+    def size_of(r):
+        return int(r["path"].lstrip("/"))
+
+    def size_cpu_ratios(peer, size):
+        """Per round, PEER's server CPU per request ÷ nginx's at SIZE: each round's pair ran back
+        to back, so the paired ratio is what the machine's drift disturbs least."""
+        out = []
+        for rnd in sorted({r["round"] for r in size_runs}):
+            a = [r["cpu_us_per_req"] for r in size_runs if r["peer"] == peer and r["round"] == rnd and size_of(r) == size]
+            b = [r["cpu_us_per_req"] for r in size_runs if r["peer"] == "nginx" and r["round"] == rnd and size_of(r) == size]
+            if a and b and a[0] is not None and b[0]:
+                out.append(a[0] / b[0])
+        return out
+
+    slow_by_peer = {}
+    for r in slow:
+        slow_by_peer.setdefault(r["peer"], []).append(r)
+
+    def slow_rss_ratios(peer):
+        """Per round, PEER's RSS growth per slow reader ÷ nginx's."""
+        out = []
+        for rnd in sorted({r["round"] for r in slow}):
+            a = [r["per_conn"] for r in slow_by_peer.get(peer, []) if r["round"] == rnd]
+            b = [r["per_conn"] for r in slow_by_peer.get("nginx", []) if r["round"] == rnd]
+            if a and b and a[0] is not None and b[0] is not None and b[0] > 0:
+                out.append(a[0] / b[0])
+        return out
+
+    def verdict(values, limit):
+        m = median_or_none(values)
+        return "—" if m is None else ("met" if m <= limit else "**not met**")
+
+    def slabel(p):
+        return SIZE_PEER_LABEL.get(p, LABEL.get(p, p))
 
     lat_by_peer = {}
     for r in lat:
@@ -739,6 +857,44 @@ def main():
             line += (f"; p99 latency at {fmt_rate(int(meta['latency_rate']))} req/s: ringcorn "
                      f"{fmt_lat(p99)}" + (" vs " + ", ".join(others) if others else ""))
         summary.append(line + ".")
+    size_peers_run = {r["peer"] for r in size_runs}
+    if "nginx" in size_peers_run and size_peers_run & {"ringcorn", "ringcorn-static"}:
+        sizes_run = sorted({size_of(r) for r in size_runs})
+        parts = []
+        if "ringcorn-static" in size_peers_run:
+            rs = [(sz, size_cpu_ratios("ringcorn-static", sz)) for sz in sizes_run]
+            allv = [median_or_none(v) for _, v in rs]
+            met = ("—" if any(v is None for v in allv) else
+                   "met" if all(v <= STATIC_CPU_TARGET for v in allv) else "**not met**")
+            parts.append("ringcorn static " + ", ".join(f"{SIZE_LABEL.get(sz, sz)} {fmt_ratio(median_or_none(v))}"
+                                                        for sz, v in rs)
+                         + f" (target ≤ {fmt_ratio(STATIC_CPU_TARGET)} at every size: {met})")
+        bsize, blim = BYTES_CPU_TARGET
+        if "ringcorn" in size_peers_run and bsize in sizes_run:
+            v = size_cpu_ratios("ringcorn", bsize)
+            parts.append(f"ringcorn bytes at {SIZE_LABEL[bsize]} {fmt_ratio(median_or_none(v))} "
+                         f"(target ≤ {fmt_ratio(blim)}: {verdict(v, blim)})")
+        if parts:
+            summary.append("**Static files and large responses**, server CPU per request ÷ nginx's "
+                           "(nginx serving the same files with sendfile; lower is better): " + "; ".join(parts) + ".")
+    if slow_by_peer:
+        per = {p: median_or_none([r["per_conn"] for r in rs]) for p, rs in slow_by_peer.items()}
+        parts = [f"{slabel(p)} {fmt_bytes(per[p])}" for p in ordered(slow_by_peer)]
+        rat = [f"{slabel(p)} {fmt_ratio(median_or_none(slow_rss_ratios(p)))}" for p in ordered(slow_by_peer)
+               if p != "nginx" and "nginx" in slow_by_peer]
+        probes = [pr for rs in slow_by_peer.values() for r in rs for pr in r["probes"]]
+        ok = [pr for rs in slow_by_peer.values() for r in rs for pr in r["probe_ok"]]
+        worst = max((pr[4] for pr in ok), default=None)
+        line = (f"**Slow readers** ({int(meta['slow_connections']):,} connections reading "
+                f"{SIZE_LABEL.get(int(meta['slow_size']), fmt_bytes(int(meta['slow_size'])))} slowly): RSS per slow reader " + ", ".join(parts))
+        if rat:
+            ok_all = all(v is not None and v <= SLOW_RSS_TARGET
+                         for v in (median_or_none(slow_rss_ratios(p)) for p in slow_by_peer if p != "nginx"))
+            line += (f"; ÷ nginx's: " + ", ".join(rat)
+                     + f" (target ≤ {fmt_ratio(SLOW_RSS_TARGET)}: {'met' if ok_all else '**not met**'})")
+        line += (f"; the normal client meanwhile: {len(ok)} of {len(probes)} requests answered, "
+                 f"the slowest in {fmt_lat(worst)}")
+        summary.append(line + ".")
     for s in summary:
         w(f"- {s}")
     w("")
@@ -768,6 +924,8 @@ def main():
     w(f"| Load generators | {meta['wrk']}; loadgen and holdconns (benches/peers) |")
     if "valgrind" in meta:
         w(f"| valgrind | {meta['valgrind']} |")
+    if "slowhttptest" in meta:
+        w(f"| slowhttptest | {meta['slowhttptest']} (Debian package; the slow-read attack) |")
     w(f"| Pinning | servers' one worker on CPU {meta['cpus_server']}, load generators on CPU(s) "
       f"{meta['cpus_load']}; scaling over CPUs {meta['scale_cpus']} |")
     st = [f"{k.removeprefix('section_s_')} {v} s" for k, v in meta.items() if k.startswith("section_s_")]
@@ -779,7 +937,9 @@ def main():
     # ------------------------------------------------------------ method
     w("## Method")
     w("")
-    w("- **Peers.** *ringcorn hello* and *ringcorn json* are this crate's `hello` and `json` apps. "
+    w("- **Peers.** *ringcorn hello* and *ringcorn json* are this crate's `hello` and `json` apps; "
+      "*ringcorn bytes* and *ringcorn static* (`ringcorn static --root DIR`, the size sweep and the slow "
+      "readers only) answer `GET /N` with N bytes, built per request or from a file. "
       "*nginx* answers `return 200 \"Hello, World!\"` (`scripts/nginx.conf.template`: `access_log off`, "
       "`keepalive_requests 10000000`, `sendfile on`). *ceiling* (benches/peers) is the thinnest io_uring "
       "loop: multishot accept, recv, send, no HTTP parsing, one fixed response per `\\r\\n\\r\\n`: "
@@ -992,7 +1152,7 @@ def main():
         img(name, "latency percentiles")
 
     # ------------------------------------------------------------ 3. memory
-    if mem or peak:
+    if mem or peak or slow:
         w("## 3. Memory")
         w("")
         if mem:
@@ -1046,22 +1206,93 @@ def main():
             name = charts.bar_chart("memory.svg", "Memory (lower is better)", None, None, None, None,
                                     panels=panels, colors={"per connection": "#4c72b0", "peak RSS": "#55a868"})
             img(name, "memory")
+    if slow:
+        n_conns = int(meta["slow_connections"])
+        secs, rate, st = meta["slow_duration"], int(meta["slow_rate"]), meta["slow_send_timeout"]
+        size = int(meta["slow_size"])
+        size_txt = SIZE_LABEL.get(size, fmt_bytes(size))
+        w("### Slow readers: the slow-read attack")
+        w("")
+        w(f"`slowhttptest -X` (the slow-read attack) opens {n_conns:,} connections, {rate} a second (all open "
+          f"after {n_conns / rate:g} s), each asking for the {size_txt} response 3 times pipelined, "
+          "advertising a TCP window of 512–1024 bytes and reading 32 bytes every 5 s, "
+          f"for {secs} s: the responses stay in the server. ringcorn bytes builds each body in memory; "
+          "ringcorn static and nginx send the same file. A fresh server per round; its VmRSS (summed over "
+          "its processes) is read after a few requests, then every 0.5 s during the attack. *Open* is the most "
+          "connections ESTABLISHED to the server's port at one reading (`ss`); RSS per slow reader = "
+          "(peak − before) ÷ open. Both servers' send timeout is "
+          f"{st} s (ringcorn `--send-timeout`, nginx `send_timeout`), longer than the attack, so this measures "
+          "the memory slow readers hold, not how soon a server drops them. Kernel socket buffers are not in "
+          f"RSS (alike for every peer). Meanwhile a normal client requests `{meta.get('slow_probe', '/13')}` every 200 ms "
+          "(curl, a new connection each, 2 s timeout): *answered* counts the 200s with the whole body, and "
+          "their median and slowest time (target: served promptly throughout).")
+        w("")
+        w("| peer | open | RSS before | peak RSS | RSS per slow reader | RSS after | normal client answered "
+          "| its p50 | its slowest | problems |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for p in ordered(slow_by_peer):
+            rs = slow_by_peer[p]
+            kb = lambda key: [r[key] * 1024 if r[key] is not None else None for r in rs]  # noqa: E731
+            answered = f"{sum(len(r['probe_ok']) for r in rs)} of {sum(len(r['probes']) for r in rs)}"
+            w(f"| {slabel(p)} | {med_range([r['open_peak'] for r in rs], lambda v: f'{v:,.0f}')} "
+              f"| {med_range(kb('rss_before_kb'), fmt_bytes)} | {med_range(kb('rss_peak_kb'), fmt_bytes)} "
+              f"| {med_range([r['per_conn'] for r in rs], fmt_bytes)} | {med_range(kb('rss_after_kb'), fmt_bytes)} "
+              f"| {answered} | {med_range([r['probe_p50'] for r in rs], fmt_lat)} "
+              f"| {fmt_lat(max(clean([r['probe_max'] for r in rs]), default=None))} "
+              f"| {errors_cell([e for r in rs for e in slowread_problems(r)])} |")
+        w("")
+        if "nginx" in slow_by_peer and len(slow_by_peer) > 1:
+            w(f"RSS per slow reader ÷ nginx's (per round, median (min–max); target ≤ {fmt_ratio(SLOW_RSS_TARGET)}): "
+              + "; ".join(f"{slabel(p)} {med_range(slow_rss_ratios(p), fmt_ratio)} "
+                          f"({verdict(slow_rss_ratios(p), SLOW_RSS_TARGET)})"
+                          for p in ordered(slow_by_peer) if p != "nginx") + ".")
+            w("")
+        w("To reproduce (the servers' command lines are under *Raw data*):")
+        w("")
+        w("```sh")
+        w(f"scripts/bench.sh{' --quick' if quick else ''} --sections slowread --peers {','.join(ordered(slow_by_peer))} "
+          f"--rounds {rounds} --slow-connections {n_conns} --slow-duration {secs} --slow-rate {rate} "
+          f"--slow-send-timeout {st}")
+        w("# for each peer and round, a fresh server (PORT chosen free), then together:")
+        if meta.get("slowhttptest_cmd"):
+            w(meta["slowhttptest_cmd"])
+        if meta.get("probe_cmd"):
+            w(meta["probe_cmd"] + "   # every 200 ms")
+        w("ss -Htn state established '( sport = :PORT )' | wc -l   # every 0.5 s, with VmRSS of /proc/PID/status")
+        w("```")
+        w("")
+        sp = ordered(slow_by_peer)
+        if sp:
+            panels = [("RSS per slow reader", "bytes per slow reader", [slabel(p) for p in sp], ["per slow reader"],
+                       {(slabel(p), "per slow reader"): stats3([r["per_conn"] for r in slow_by_peer[p]]) for p in sp},
+                       None),
+                      ("Peak RSS during the attack", "MiB", [slabel(p) for p in sp], ["peak RSS"],
+                       {(slabel(p), "peak RSS"): stats3([r["rss_peak_kb"] / 1024 if r["rss_peak_kb"] is not None
+                                                         else None for r in slow_by_peer[p]]) for p in sp}, None)]
+            name = charts.bar_chart("slowread.svg", f"Slow-read attack: {n_conns:,} connections reading "
+                                    f"{size_txt} slowly (lower is better)", None, None, None, None,
+                                    panels=panels, colors={"per slow reader": "#c44e52", "peak RSS": "#55a868"})
+            img(name, "slow-read attack")
 
     # ------------------------------------------------------------ 4. size sweep
-    size_runs = sel("sizes")
     if size_runs:
-        sizes = sorted({int(r["path"].lstrip("/")) for r in size_runs})
+        sizes = sorted({size_of(r) for r in size_runs})
         speers = ordered({r["peer"] for r in size_runs})
-        slabel = {"ringcorn": "ringcorn bytes", "nginx": "nginx static", "hyper-peer": "hyper-peer bytes",
-                  "uring-peer": "uring-peer bytes"}
+        conns_at = {sz: sorted({r["conns"] for r in size_runs if size_of(r) == sz}) for sz in sizes}
+        usual = statistics.mode([c for sz in sizes for c in conns_at[sz]])
+        fewer = [sz for sz in sizes if conns_at[sz] != [usual]]
         w("## 4. Response size sweep")
         w("")
-        w(f"`GET /N` answers N bytes: ringcorn's `bytes` app, hyper-peer and uring-peer `--app bytes` "
-          f"(a static body), nginx static files of those sizes (sendfile on). wrk unpipelined, 64 connections, "
-          f"{meta['size_duration']} s per run.")
-
-        def size_of(r):
-            return int(r["path"].lstrip("/"))
+        w("`GET /N` answers N bytes: ringcorn's `bytes` app (the body built per request), hyper-peer and "
+          "uring-peer `--app bytes` (a static body), and files of those sizes holding the same bytes, served by "
+          "`ringcorn static --root DIR` (*ringcorn static*) and by nginx (sendfile on). wrk unpipelined, "
+          f"{usual} connections"
+          + "".join(f" ({', '.join(map(str, conns_at[sz]))} at {SIZE_LABEL.get(sz, f'{sz} B')})" for sz in fewer)
+          + f", {meta['size_duration']} s per run, one worker; the peers alternate within each round."
+          + (" Fewer connections for the largest responses: with 64, a run of a few seconds finishes only a "
+             "handful of 16 MiB responses per connection, and the ones still in flight when wrk stops (server "
+             "CPU spent, no request counted) would skew CPU per request; with fewer that share is small, and "
+             "no response comes near wrk's 2 s timeout." if fewer else ""))
 
         for key, what, fmt in (("rps", "Requests/s", fmt_rate), ("bps", "Response bytes/s", fmt_bps),
                                ("cpu_us_per_req", "Server CPU µs per request", fmt_cpu)):
@@ -1077,7 +1308,53 @@ def main():
                     vals = [(r["rps"] * s if r["rps"] is not None else None) if key == "bps" else r[key] for r in rs]
                     cells.append(med_range(vals, fmt))
                 errs = summarize([e for r in size_runs if r["peer"] == p for e in problems(r)])
-                w(f"| {slabel.get(p, LABEL[p])} | " + " | ".join(cells) + f" | {errors_cell(errs)} |")
+                w(f"| {slabel(p)} | " + " | ".join(cells) + f" | {errors_cell(errs)} |")
+        w("")
+        ratio_peers = [p for p in ("ringcorn-static", "ringcorn") if p in speers] if "nginx" in speers else []
+        if ratio_peers:
+            bsize, blim = BYTES_CPU_TARGET
+            w("### Server CPU per request ÷ nginx's (lower is better)")
+            w("")
+            w("Each round's runs of a size ran back to back, so each round gives a ratio; the table shows their "
+              "median (min–max). Below ×1.00 the peer spends less server CPU per response than nginx serving the "
+              f"same file with sendfile. Targets (issue 11): ringcorn static ≤ {fmt_ratio(STATIC_CPU_TARGET)} at "
+              f"every size; ringcorn bytes ≤ {fmt_ratio(blim)} at {SIZE_LABEL[bsize]}.")
+            w("")
+            w("| ratio | " + " | ".join(SIZE_LABEL.get(s, f"{s} B") for s in sizes) + " | target |")
+            w("|---|" + "---:|" * len(sizes) + "---|")
+            for p in ratio_peers:
+                cells = [med_range(size_cpu_ratios(p, sz), fmt_ratio) for sz in sizes]
+                if p == "ringcorn-static":
+                    meds = [median_or_none(size_cpu_ratios(p, sz)) for sz in sizes]
+                    met = ("—" if any(m is None for m in meds) else
+                           "met" if all(m <= STATIC_CPU_TARGET for m in meds) else "**not met**")
+                    target = f"≤ {fmt_ratio(STATIC_CPU_TARGET)} at every size: {met}"
+                else:
+                    target = (f"≤ {fmt_ratio(blim)} at {SIZE_LABEL[bsize]}: {verdict(size_cpu_ratios(p, bsize), blim)}"
+                              if bsize in sizes else "—")
+                w(f"| {slabel(p)} ÷ nginx static | " + " | ".join(cells) + f" | {target} |")
+            w("")
+        disturbed = [r for r in size_runs if r["others"] is not None and r["others"] > OTHER_WORK_LIMIT]
+        if disturbed:
+            w("**Other work shared the measured cores** during "
+              + ", ".join(f"{r['peer']} {SIZE_LABEL.get(size_of(r), size_of(r))} round {r['round']} "
+                          f"({pct(r['others'])} of a core)" for r in disturbed)
+              + ": those figures are skewed.")
+            w("")
+        threads = min(len(load_cpus), usual)
+        w("To reproduce (the servers' command lines, with PORT chosen free and `$TMP/files/N` the file of N "
+          "bytes `x`, are under *Raw data*):")
+        w("")
+        w("```sh")
+        w(f"scripts/bench.sh{' --quick' if quick else ''} --sections sizes --peers {','.join(speers)} "
+          f"--rounds {rounds} --size-duration {meta['size_duration']}"
+          + (f" --size-large-connections {meta['size_large_connections']}" if meta.get("size_large_connections") else ""))
+        for p in speers:
+            if f"sz-{p}" in cmds:
+                w(cmds[f"sz-{p}"])
+        w(f"taskset -c {meta['cpus_load']} wrk -t{threads} -c{usual} -d{meta['size_duration']}s --latency "
+          "http://127.0.0.1:PORT/N")
+        w("```")
         w("")
         xt = [(s, SIZE_LABEL.get(s, str(s))) for s in sizes]
         panels = []
@@ -1093,9 +1370,11 @@ def main():
                         pts.append((s, *st3))
                 ser.append((p, pts))
             panels.append((ptitle, ser, ylab))
-        name = charts.lines_chart("size_sweep.svg", "Response size sweep (wrk, 64 connections, one worker)",
+        name = charts.lines_chart("size_sweep.svg", f"Response size sweep (wrk, {usual} connections"
+                                  + "".join(f", {', '.join(map(str, conns_at[sz]))} at {SIZE_LABEL.get(sz, sz)}"
+                                            for sz in fewer) + ", one worker)",
                                   "response body size", "", None, logx=True, logy=True, xtics=xt,
-                                  panels=panels, labels=slabel)
+                                  panels=panels, labels={p: slabel(p) for p in speers})
         img(name, "response size sweep")
 
     # ------------------------------------------------------------ 5. scaling
@@ -1276,6 +1555,24 @@ def main():
         w("")
         w("</details>")
         w("")
+    if slow:
+        w("<details><summary>Every slow-read attack</summary>")
+        w("")
+        w("| round | peer | connections | open (ss) | connected (slowhttptest) | VmRSS before (kB) | peak (kB) "
+          "| after (kB) | per slow reader | readings | probes answered | p50 | slowest | slowhttptest |")
+        w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for r in slow:
+            w(f"| {r['round']} | {r['peer']} | {r['conns']} | {r['open_peak']} | "
+              f"{r['tool_connected'] if r['tool_connected'] is not None else '—'} | {r['rss_before_kb']} "
+              f"| {r['rss_peak_kb']} | {r['rss_after_kb']} | {fmt_bytes(r['per_conn'])} | {r['samples']} "
+              f"| {len(r['probe_ok'])} of {len(r['probes'])} | {fmt_lat(r['probe_p50'])} | {fmt_lat(r['probe_max'])} "
+              f"| {r['tool_status'] or '—'} (exit {r['slow_rc']}) |")
+        w("")
+        w("Raw: `target/bench/raw/slowread/` (`*.samples`: ms, VmRSS kB, open connections; `*.probes`: ms, curl "
+          "exit, status, bytes, seconds; slowhttptest's output, CSV and HTML).")
+        w("")
+        w("</details>")
+        w("")
     if cg:
         w("<details><summary>Every callgrind run</summary>")
         w("")
@@ -1286,8 +1583,8 @@ def main():
         w("")
         w("</details>")
         w("")
-    other_cmds = [(k, v) for k, v in sorted(cmds.items()) if not k.startswith(("tp-", "mem-"))]
-    mem_cmds = [(k, v) for k, v in sorted(cmds.items()) if k.startswith("mem-") and k.endswith("-r1")]
+    other_cmds = [(k, v) for k, v in sorted(cmds.items()) if not k.startswith(("tp-", "mem-", "sr-"))]
+    mem_cmds = [(k, v) for k, v in sorted(cmds.items()) if k.startswith(("mem-", "sr-")) and k.endswith("-r1")]
     if other_cmds or mem_cmds:
         w("<details><summary>Server command lines of the other sections</summary>")
         w("")
