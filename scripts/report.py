@@ -1216,8 +1216,8 @@ def main():
         w(f"`slowhttptest -X` (the slow-read attack) opens {n_conns:,} connections, {rate} a second (all open "
           f"after {n_conns / rate:g} s), each asking for the {size_txt} response 3 times pipelined, "
           "advertising a TCP window of 512–1024 bytes and reading 32 bytes every 5 s, "
-          f"for {secs} s: the responses stay in the server. ringcorn bytes builds each body in memory; "
-          "ringcorn static and nginx send the same file. A fresh server per round; its VmRSS (summed over "
+          f"for {secs} s: the responses stay in the server. ringcorn bytes sends its 1 MiB from an "
+          "in-memory file (memfd, sendfile); ringcorn static and nginx send the same file from disk. A fresh server per round; its VmRSS (summed over "
           "its processes) is read after a few requests, then every 0.5 s during the attack. *Open* is the most "
           "connections ESTABLISHED to the server's port at one reading (`ss`); RSS per slow reader = "
           "(peak − before) ÷ open. Both servers' send timeout is "
@@ -1283,7 +1283,8 @@ def main():
         fewer = [sz for sz in sizes if conns_at[sz] != [usual]]
         w("## 4. Response size sweep")
         w("")
-        w("`GET /N` answers N bytes: ringcorn's `bytes` app (the body built per request), hyper-peer and "
+        w("`GET /N` answers N bytes: ringcorn's `bytes` app (nothing built per request: under 64 KiB a static block, copied "
+          "after the head or sent beside it; from 64 KiB sendfile from an in-memory file), hyper-peer and "
           "uring-peer `--app bytes` (a static body), and files of those sizes holding the same bytes, served by "
           "`ringcorn static --root DIR` (*ringcorn static*) and by nginx (sendfile on). wrk unpipelined, "
           f"{usual} connections"
