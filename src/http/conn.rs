@@ -15,7 +15,7 @@ use super::body::ChunkedDecoder;
 use super::forwarded;
 use super::outgoing::{self, Delimit, Plan, Pulled, Source, Tail};
 use super::proxy;
-use super::request::{parse_head, Framing, Head, HeaderSlots, MAX_HEADERS};
+use super::request::{parse_head, Framing, HeaderSlots, MAX_HEADERS};
 use super::response::{self, encode, encode_head, has_body, Length, CONTINUE};
 use super::spool::{Spool, Spooled};
 use super::{Context, Error, Request, Response};
@@ -440,11 +440,29 @@ impl Connection {
         // A chunked or spooled body is taken in after a first parse; the head is then parsed
         // again (into these slots) to borrow it next to the body.
         let mut reparse_slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        // A Content-Length body spooled as it arrived: its head is parsed again from the input
+        // once `buf` is no longer used (these slots are tied to that second borrow only).
+        let mut spooled_slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         // A body larger than `body_buffer`, spooled; the request borrows its mapping.
         let spooled: Option<Spooled>;
-        let (head, used) = match head.framing {
+        let (mut head, used) = match head.framing {
             Framing::Length(n) if n > ctx.limits.body_buffer as u64 => {
-                return self.next_spooled_request(handler, ctx, head_len, n, expect_continue);
+                match self.spool_length(head_len, n, expect_continue, ctx) {
+                    Err(e) => return Some(self.fail(e, ctx)),
+                    Ok(None) => return None,
+                    Ok(Some(body)) => spooled = Some(body),
+                }
+                let head_bytes = &self.input[self.start..self.start + head_len];
+                let Ok(Some(mut head)) = parse_head(head_bytes, &mut spooled_slots, &ctx.limits)
+                else {
+                    unreachable!("a head that parsed once parses again");
+                };
+                if let Some(body) = &spooled {
+                    head.request.body = body.map.bytes();
+                    head.request.body_file = Some(&body.file);
+                }
+                // The body left the input as it arrived: only the head is consumed here.
+                (head, head_len)
             }
             Framing::Length(n) => {
                 // parse_head refused lengths over max_body, so this fits in usize.
@@ -504,13 +522,42 @@ impl Connection {
                 (head, head_len + done.consumed)
             }
         };
-        let close = respond(
+        // The request borrows the connection's addresses from the context; the handler's
+        // scratch buffers are borrowed beside them.
+        let Context {
+            conn,
+            forwarded_allow,
+            res_headers,
+            res_body,
+            date,
+            access_log,
+            counters,
+            ..
+        } = ctx;
+        let forwarded_info;
+        head.request.conn = conn;
+        if let Some(trusted) = forwarded_allow {
+            let mut info = *conn;
+            forwarded::apply(&head.request, trusted, &mut info);
+            forwarded_info = info;
+            head.request.conn = &forwarded_info;
+        }
+        let scratch = Scratch {
+            headers: res_headers,
+            body: res_body,
+            date,
+            log: access_log,
+            counters,
+        };
+        let close = answer(
             handler,
-            head,
-            ctx,
+            &head.request,
+            head.is_head,
+            head.keep_alive,
             self.draining,
             &mut self.output,
             &mut self.tail,
+            scratch,
         );
         self.answered(close);
         Some(used)
@@ -523,41 +570,6 @@ impl Connection {
         if self.tail.as_ref().is_some_and(|t| t.is_stream()) {
             self.pull();
         }
-    }
-
-    /// [`Self::next_request`] for a Content-Length body larger than `Limits::body_buffer`:
-    /// take in what has arrived of it (into its spool), and answer once it is complete.
-    fn next_spooled_request<H: Handler>(
-        &mut self,
-        handler: &mut H,
-        ctx: &mut Context,
-        head_len: usize,
-        len: u64,
-        expect_continue: bool,
-    ) -> Option<usize> {
-        let spooled = match self.spool_length(head_len, len, expect_continue, ctx) {
-            Err(e) => return Some(self.fail(e, ctx)),
-            Ok(None) => return None,
-            Ok(Some(body)) => body,
-        };
-        let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-        let head_bytes = &self.input[self.start..self.start + head_len];
-        let Ok(Some(mut head)) = parse_head(head_bytes, &mut slots, &ctx.limits) else {
-            unreachable!("a head that parsed once parses again");
-        };
-        head.request.body = spooled.map.bytes();
-        head.request.body_file = Some(&spooled.file);
-        let close = respond(
-            handler,
-            head,
-            ctx,
-            self.draining,
-            &mut self.output,
-            &mut self.tail,
-        );
-        self.answered(close);
-        // The body left the input as it arrived: only the head is consumed here.
-        Some(head_len)
     }
 
     /// Take in what has arrived of a Content-Length body of `len` bytes that is too large to
@@ -633,56 +645,6 @@ impl Connection {
             log.record(&entry, SystemTime::now());
         }
     }
-}
-
-/// Answer a parsed request: the connection's addresses (or the forwarded ones), the handler,
-/// the encoding. Returns whether the connection closes after the response.
-fn respond<H: Handler>(
-    handler: &mut H,
-    head: Head<'_>,
-    ctx: &mut Context,
-    draining: bool,
-    out: &mut Vec<u8>,
-    tail: &mut Option<Box<Tail>>,
-) -> bool {
-    // The request borrows the connection's addresses from the context; the handler's
-    // scratch buffers are borrowed beside them.
-    let Context {
-        conn,
-        forwarded_allow,
-        res_headers,
-        res_body,
-        date,
-        access_log,
-        counters,
-        ..
-    } = ctx;
-    let forwarded_info;
-    let mut head = head;
-    head.request.conn = conn;
-    if let Some(trusted) = forwarded_allow {
-        let mut info = *conn;
-        forwarded::apply(&head.request, trusted, &mut info);
-        forwarded_info = info;
-        head.request.conn = &forwarded_info;
-    }
-    let scratch = Scratch {
-        headers: res_headers,
-        body: res_body,
-        date,
-        log: access_log,
-        counters,
-    };
-    answer(
-        handler,
-        &head.request,
-        head.is_head,
-        head.keep_alive,
-        draining,
-        out,
-        tail,
-        scratch,
-    )
 }
 
 /// What `answer` borrows from the [`Context`] beside the request.
