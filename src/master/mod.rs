@@ -11,6 +11,7 @@
 //! for slots above the target, until their queues have run dry and the socket can close.
 
 mod board;
+mod descriptors;
 mod metrics;
 pub mod notify;
 mod pidfile;
@@ -219,6 +220,13 @@ impl Running {
     ) -> Result<Running, StartError> {
         let credentials = Credentials::resolve(config.user.as_deref(), config.group.as_deref())
             .map_err(StartError::Setup)?;
+        // Before any worker thread: growing a shared table later stalls the worker that does.
+        descriptors::reserve(
+            config
+                .workers
+                .saturating_mul(config.max_connections)
+                .saturating_add(1024),
+        );
         let mut inherited = Inherited::take().map_err(StartError::Worker)?;
         let activated = inherited.activated();
         if let Some(binds) = &activated {
