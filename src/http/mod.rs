@@ -22,6 +22,7 @@ pub use conn::{Connection, Want};
 pub use date::DateCache;
 pub use outgoing::Plan;
 pub use request::Request;
+pub(crate) use response::reason;
 pub use response::Response;
 
 /// Size limits on requests; each has a conventional status when exceeded.

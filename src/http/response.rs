@@ -126,10 +126,7 @@ impl<'a> Response<'a> {
         I::IntoIter: 'static,
         I::Item: AsRef<[u8]>,
     {
-        self.body.clear();
-        let source = Chunks::new(chunks.into_iter());
-        self.source = Some(Source::Stream(Box::new(source), None));
-        self
+        self.set_stream(None, chunks)
     }
 
     /// [`Self::stream`] a body of exactly `len` bytes, sent with `Content-Length`. A stream
@@ -141,9 +138,18 @@ impl<'a> Response<'a> {
         I::IntoIter: 'static,
         I::Item: AsRef<[u8]>,
     {
+        self.set_stream(Some(len), chunks)
+    }
+
+    fn set_stream<I>(&mut self, len: Option<u64>, chunks: I) -> &mut Self
+    where
+        I: IntoIterator,
+        I::IntoIter: 'static,
+        I::Item: AsRef<[u8]>,
+    {
         self.body.clear();
         let source = Chunks::new(chunks.into_iter());
-        self.source = Some(Source::Stream(Box::new(source), Some(len)));
+        self.source = Some(Source::Stream(Box::new(source), len));
         self
     }
 

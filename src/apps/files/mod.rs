@@ -293,16 +293,7 @@ fn error(res: &mut Response<'_>, status: u16) {
 }
 
 fn error_body(res: &mut Response<'_>, status: u16) {
-    let reason = match status {
-        301 => "Moved Permanently",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        412 => "Precondition Failed",
-        416 => "Range Not Satisfiable",
-        _ => "Internal Server Error",
-    };
+    let reason = crate::http::reason(status);
     res.header("Content-Type", "text/plain");
     let body = res.body_mut();
     body.clear();
