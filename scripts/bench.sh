@@ -779,7 +779,7 @@ fi
 
 # ---------------------------------------------------------------- 4b. the slow-read attack
 SLOW="$RAW/slowread.tsv"
-printf 'round\tid\tpeer\tconns\tsecs\trate\tsend_timeout\trss_before_kb\trss_peak_kb\topen_peak\trss_after_kb\tsamples\tslow_rc\talive_after\traw\n' > "$SLOW"
+printf 'round\tid\tpeer\tconns\tsecs\trate\tsend_timeout\trss_before_kb\trss_peak_kb\topen_peak\trss_after_kb\tsamples\tslow_rc\talive_after\traw\ttcp_mem_before_pages\ttcp_mem_peak_pages\tpage_size\n' > "$SLOW"
 # The attack: every connection asks for the 1 MiB response 3 times (pipelined, -k 3), advertises
 # a TCP window of 512-1024 bytes (-w, -y) and reads 32 bytes (-z) every 5 s (-n): it never gets
 # far into the first response. -r connections per second: all are open after CONNS/RATE s.
@@ -811,6 +811,9 @@ slow_probe() {  # URL OUT STOPFILE T0: the normal client, one curl every 200 ms 
         sleep_until "$next"
     done
 }
+tcp_mem_pages() {  # the kernel's memory for all TCP sockets, in pages (/proc/net/sockstat)
+    awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "mem") { print $(i + 1); exit } }' /proc/net/sockstat
+}
 bg_forget() {  # PID: drop it from BG_PIDS once reaped (its number may be reused)
     local p keep=()
     for p in "${BG_PIDS[@]+"${BG_PIDS[@]}"}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
@@ -831,6 +834,7 @@ if section slowread && [[ -n "$SLOW_PEERS" ]]; then
             check_response "$id" "$SLOW_PROBE" "SIZE:${SLOW_PROBE#/}"
             sleep 0.3
             before="$(mem_kb "$id" VmRSS)"
+            kbefore="$(tcp_mem_pages)"
             stop="$TMP/slow-stop-$id"
             rm -f "$stop"
             : > "$RAW/$stem.samples"; : > "$RAW/$stem.probes"
@@ -844,7 +848,7 @@ if section slowread && [[ -n "$SLOW_PEERS" ]]; then
             prpid=$!
             BG_PIDS+=("$prpid")
             # Every 0.5 s while the attack lasts: the server's RSS and its established connections.
-            peak=0; open_peak=0; nsamples=0; next=$t0; overdue=0
+            peak=0; open_peak=0; kpeak=0; nsamples=0; next=$t0; overdue=0
             while kill -0 "$spid" 2>/dev/null; do
                 now=${EPOCHREALTIME//[^0-9]/}
                 if (( now - t0 > (SLOW_DURATION + 30) * 1000000 )); then   # it should have ended
@@ -855,8 +859,10 @@ if section slowread && [[ -n "$SLOW_PEERS" ]]; then
                 fi
                 rss="$(mem_kb "$id" VmRSS)"
                 open="$({ ss -Htn state established "( sport = :$port )" 2>/dev/null || true; } | wc -l)"
-                printf '%s %s %s\n' "$(( (now - t0) / 1000 ))" "$rss" "$open" >> "$RAW/$stem.samples"
+                kmem="$(tcp_mem_pages)"
+                printf '%s %s %s %s\n' "$(( (now - t0) / 1000 ))" "$rss" "$open" "$kmem" >> "$RAW/$stem.samples"
                 (( rss > peak )) && peak=$rss
+                (( kmem > kpeak )) && kpeak=$kmem
                 (( open > open_peak )) && open_peak=$open
                 nsamples=$(( nsamples + 1 ))
                 next=$(( next + 500000 ))
@@ -872,10 +878,10 @@ if section slowread && [[ -n "$SLOW_PEERS" ]]; then
             after="$(mem_kb "$id" VmRSS)"
             alive_after=1; alive "$id" || alive_after=0
             (( src == 0 && alive_after == 1 )) || log "warning: slowhttptest on $p round $r: exit $src, server alive: $alive_after (output: $RAW/$stem.txt)"
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$p" "$SLOW_CONNS" \
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$id" "$p" "$SLOW_CONNS" \
                 "$SLOW_DURATION" "$SLOW_RATE" "$SLOW_SEND_TIMEOUT" "$before" "$peak" "$open_peak" "$after" \
-                "$nsamples" "$src" "$alive_after" "$stem" >> "$SLOW"
-            log "slowread r$r $p: VmRSS $before -> peak $peak kB (after $after kB), $open_peak connections open at most; probes: $(awk '$2 == 0 && $3 == 200 { ok++ } END { printf "%d of %d ok", ok, NR }' "$RAW/$stem.probes")"
+                "$nsamples" "$src" "$alive_after" "$stem" "$kbefore" "$kpeak" "$(getconf PAGESIZE)" >> "$SLOW"
+            log "slowread r$r $p: VmRSS $before -> peak $peak kB (after $after kB), kernel TCP memory $kbefore -> peak $kpeak pages, $open_peak connections open at most; probes: $(awk '$2 == 0 && $3 == 200 { ok++ } END { printf "%d of %d ok", ok, NR }' "$RAW/$stem.probes")"
             stop_instance "$id"
         done
     done

@@ -248,12 +248,18 @@ def load_slowread(raw_dir, probe_bytes):
     for row in load_tsv(raw_dir / "slowread.tsv"):
         r = dict(row)
         for k in ("round", "conns", "secs", "rate", "send_timeout", "rss_before_kb", "rss_peak_kb",
-                  "open_peak", "rss_after_kb", "samples", "slow_rc"):
+                  "open_peak", "rss_after_kb", "samples", "slow_rc", "tcp_mem_before_pages",
+                  "tcp_mem_peak_pages", "page_size"):
             r[k] = int(row[k]) if row.get(k, "").lstrip("-").isdigit() else None
         r["alive"] = row.get("alive_after") == "1"
         grow = (r["rss_peak_kb"] - r["rss_before_kb"]) * 1024 if None not in (r["rss_peak_kb"], r["rss_before_kb"]) else None
         r["growth"] = grow
         r["per_conn"] = grow / r["open_peak"] if grow is not None and r["open_peak"] else None
+        # The kernel's TCP memory (every socket's buffers, /proc/net/sockstat): older raw data has none.
+        kgrow = ((r["tcp_mem_peak_pages"] - r["tcp_mem_before_pages"]) * r["page_size"]
+                 if None not in (r.get("tcp_mem_peak_pages"), r.get("tcp_mem_before_pages"), r.get("page_size"))
+                 else None)
+        r["kernel_per_conn"] = kgrow / r["open_peak"] if kgrow is not None and r["open_peak"] else None
         stem = raw_dir / row["raw"]
         probes = []
         pf = Path(f"{stem}.probes")
@@ -892,6 +898,10 @@ def main():
                          for v in (median_or_none(slow_rss_ratios(p)) for p in slow_by_peer if p != "nginx"))
             line += (f"; ÷ nginx's: " + ", ".join(rat)
                      + f" (target ≤ {fmt_ratio(SLOW_RSS_TARGET)}: {'met' if ok_all else '**not met**'})")
+        kper = {p: median_or_none([r["kernel_per_conn"] for r in rs]) for p, rs in slow_by_peer.items()}
+        if any(v is not None for v in kper.values()):
+            line += ("; kernel TCP memory per slow reader "
+                     + ", ".join(f"{slabel(p)} {fmt_bytes(kper[p])}" for p in ordered(slow_by_peer)))
         line += (f"; the normal client meanwhile: {len(ok)} of {len(probes)} requests answered, "
                  f"the slowest in {fmt_lat(worst)}")
         summary.append(line + ".")
@@ -1223,13 +1233,16 @@ def main():
           "(peak − before) ÷ open. Both servers' send timeout is "
           f"{st} s (ringcorn `--send-timeout`, nginx `send_timeout`), longer than the attack, so this measures "
           "the memory slow readers hold, not how soon a server drops them. Kernel socket buffers are not in "
-          f"RSS (alike for every peer). Meanwhile a normal client requests `{meta.get('slow_probe', '/13')}` every 200 ms "
+          "RSS: *kernel per slow reader* is the growth of the kernel's memory for TCP sockets "
+          "(`/proc/net/sockstat`, the attacker's side included, which is alike for every peer) ÷ open. "
+          "ringcorn bounds it with `--tcp-notsent-lowat` (default 16 KiB); nginx has no such setting and "
+          "leaves it to the kernel (`net.ipv4.tcp_notsent_lowat`, unset here). Meanwhile a normal client requests `{meta.get('slow_probe', '/13')}` every 200 ms "
           "(curl, a new connection each, 2 s timeout): *answered* counts the 200s with the whole body, and "
           "their median and slowest time (target: served promptly throughout).")
         w("")
-        w("| peer | open | RSS before | peak RSS | RSS per slow reader | RSS after | normal client answered "
-          "| its p50 | its slowest | problems |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        w("| peer | open | RSS before | peak RSS | RSS per slow reader | RSS after | kernel per slow reader "
+          "| normal client answered | its p50 | its slowest | problems |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for p in ordered(slow_by_peer):
             rs = slow_by_peer[p]
             kb = lambda key: [r[key] * 1024 if r[key] is not None else None for r in rs]  # noqa: E731
@@ -1237,6 +1250,7 @@ def main():
             w(f"| {slabel(p)} | {med_range([r['open_peak'] for r in rs], lambda v: f'{v:,.0f}')} "
               f"| {med_range(kb('rss_before_kb'), fmt_bytes)} | {med_range(kb('rss_peak_kb'), fmt_bytes)} "
               f"| {med_range([r['per_conn'] for r in rs], fmt_bytes)} | {med_range(kb('rss_after_kb'), fmt_bytes)} "
+              f"| {med_range([r['kernel_per_conn'] for r in rs], fmt_bytes)} "
               f"| {answered} | {med_range([r['probe_p50'] for r in rs], fmt_lat)} "
               f"| {fmt_lat(max(clean([r['probe_max'] for r in rs]), default=None))} "
               f"| {errors_cell([e for r in rs for e in slowread_problems(r)])} |")

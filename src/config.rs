@@ -39,6 +39,9 @@ pub struct Config {
     pub body_timeout: Duration,
     /// A response send that makes no progress for this long drops the connection.
     pub send_timeout: Duration,
+    /// `--tcp-notsent-lowat`: bytes a connection may queue in the kernel beyond the peer's
+    /// window (0: the kernel's default, unbounded unless `net.ipv4.tcp_notsent_lowat` is set).
+    pub notsent_lowat: u32,
     /// On SIGTERM/SIGINT, requests under way get this long to finish.
     pub graceful_timeout: Duration,
     /// Connections one worker serves at once; past it, new ones wait in the kernel backlog.
@@ -121,6 +124,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            notsent_lowat: 16 * 1024,
             graceful_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             limits: Limits::default(),
@@ -214,6 +218,13 @@ pub struct Cli {
     /// Seconds a response send may make no progress before the connection is dropped.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), env = "RINGCORN_SEND_TIMEOUT")]
     pub send_timeout: u64,
+
+    /// Bytes of a response each connection may have queued in the kernel beyond what the
+    /// client's TCP window admits (TCP_NOTSENT_LOWAT; 0: the kernel's default,
+    /// net.ipv4.tcp_notsent_lowat, unlimited unless set). Bounds the kernel memory a slow
+    /// reader holds: without it, megabytes each.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(0..=1 << 30), env = "RINGCORN_TCP_NOTSENT_LOWAT")]
+    pub tcp_notsent_lowat: u32,
 
     /// Connections each worker serves at once; past it the worker stops accepting (new
     /// connections wait in the kernel backlog) until one closes.
@@ -560,6 +571,7 @@ impl Cli {
             header_timeout: Duration::from_secs(self.header_timeout),
             body_timeout: Duration::from_secs(self.body_timeout),
             send_timeout: Duration::from_secs(self.send_timeout),
+            notsent_lowat: self.tcp_notsent_lowat,
             graceful_timeout: Duration::from_secs(self.graceful_timeout),
             // The value parsers bound these far below usize::MAX.
             max_connections: self.max_connections as usize,

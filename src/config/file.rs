@@ -127,6 +127,7 @@ pub fn print_config(cli: &Cli) -> String {
     put("graceful-timeout", int(cli.graceful_timeout));
     put("body-timeout", int(cli.body_timeout));
     put("send-timeout", int(cli.send_timeout));
+    put("tcp-notsent-lowat", int(u64::from(cli.tcp_notsent_lowat)));
     put("max-connections", int(cli.max_connections));
     put("limit-request-line", int(cli.limit_request_line));
     put(

@@ -41,7 +41,7 @@ pub use privileges::Credentials;
 pub use signals::Signal;
 pub(crate) use sockets::new_tcp_socket;
 pub use sockets::BindError;
-use sockets::{Inherited, Sockets};
+use sockets::{Inherited, Sockets, Tuning};
 pub use upgrade::{Upgrade, UpgradeState};
 use workers::{Child, Exit, Ready};
 
@@ -238,7 +238,7 @@ impl Running {
         let binds = activated.clone().unwrap_or_else(|| config.binds.clone());
         let slots = config.workers.max(inherited.slots());
         let owner = credentials.as_ref().map(|c| (c.uid, c.gid));
-        let sockets = Sockets::bind(&binds, slots, config.backlog, owner, &mut inherited)
+        let sockets = Sockets::bind(&binds, slots, tuning(&config), owner, &mut inherited)
             .map_err(StartError::Bind)?;
         bound().map_err(StartError::Setup)?;
         // Before privileges drop, like the other sockets (a port below 1024).
@@ -879,7 +879,13 @@ impl Running {
             .unwrap_or_else(|| config.binds.clone());
         let dropped = self
             .sockets
-            .rebind(&binds, slots, &mut Inherited::default(), false)
+            .rebind(
+                &binds,
+                slots,
+                tuning(&config),
+                &mut Inherited::default(),
+                false,
+            )
             .map_err(|e| e.to_string())?;
         let old_lines: Vec<usize> = self.workers.iter().map(|w| w.line).collect();
         let gone = dropped.shown();
@@ -1102,6 +1108,14 @@ impl Drop for Running {
 /// `--backend`: io_uring or epoll as asked; `auto` probes io_uring once and falls back to
 /// epoll, saying why in one line (an explicit `io_uring` that cannot be had fails when the
 /// workers start, as a startup error).
+/// The listening sockets' setup from the configuration.
+fn tuning(config: &Config) -> Tuning {
+    Tuning {
+        backlog: config.backlog,
+        notsent_lowat: config.notsent_lowat,
+    }
+}
+
 fn choose_backend(asked: Backend) -> worker::Chosen {
     match asked {
         Backend::IoUring => worker::Chosen::IoUring,

@@ -19,7 +19,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -56,6 +56,18 @@ impl fmt::Display for BindError {
 }
 
 impl std::error::Error for BindError {}
+
+/// How the listening sockets are set up; accepted connections inherit the TCP options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// `--backlog`: pending connections the kernel queues per socket.
+    pub backlog: u32,
+    /// `--tcp-notsent-lowat`: bytes a connection may have queued in the kernel beyond what
+    /// the peer's window admits (0: the kernel's `net.ipv4.tcp_notsent_lowat`). Without it
+    /// a slow reader holds megabytes of kernel memory, and the send that queues them takes
+    /// the worker's time (see BENCHMARKS.md, the slow-read attack).
+    pub notsent_lowat: u32,
+}
 
 /// What a socket listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +179,7 @@ pub struct Sockets {
     groups: Vec<Group>,
     /// Slots that have sockets (every per-slot group has this many).
     count: usize,
-    backlog: u32,
+    tuning: Tuning,
     /// Unix socket files are given to this uid and gid (`--user`, `--group`).
     owner: Option<(u32, u32)>,
 }
@@ -416,24 +428,24 @@ impl Sockets {
     pub fn bind(
         binds: &[Bind],
         slots: usize,
-        backlog: u32,
+        tuning: Tuning,
         owner: Option<(u32, u32)>,
         inherited: &mut Inherited,
     ) -> Result<Sockets, BindError> {
         let mut sockets = Sockets {
             groups: Vec::new(),
             count: slots,
-            backlog,
+            tuning,
             owner,
         };
-        sockets.rebind(binds, slots, inherited, true)?;
+        sockets.rebind(binds, slots, tuning, inherited, true)?;
         // systemd's SO_REUSEPORT sockets get their siblings now.
         for g in sockets
             .groups
             .iter_mut()
             .filter(|g| g.origin == Origin::Systemd)
         {
-            fill_passed(g, slots, backlog)?;
+            fill_passed(g, slots, tuning)?;
         }
         Ok(sockets)
     }
@@ -443,6 +455,55 @@ impl Sockets {
     /// Returns the groups of addresses no longer asked for, for the caller to close once no
     /// worker needs them. On error nothing changes.
     pub fn rebind(
+        &mut self,
+        binds: &[Bind],
+        slots: usize,
+        tuning: Tuning,
+        inherited: &mut Inherited,
+        startup: bool,
+    ) -> Result<Sockets, BindError> {
+        let before = std::mem::replace(&mut self.tuning, tuning);
+        match self.rebind_groups(binds, slots, inherited, startup) {
+            Ok(dropped) => {
+                self.retune(before);
+                Ok(dropped)
+            }
+            Err(e) => {
+                self.tuning = before;
+                Err(e)
+            }
+        }
+    }
+
+    /// Kept and passed sockets take the current tuning (new ones were opened with it): the
+    /// send low-water mark on every TCP socket, the backlog on the ones this server bound.
+    fn retune(&self, before: Tuning) {
+        for g in &self.groups {
+            let Endpoint::Tcp(_) = g.endpoint else {
+                continue;
+            };
+            for fd in &g.slots {
+                let mut set = set_notsent_lowat(fd.as_fd(), self.tuning.notsent_lowat);
+                if set.is_ok() && g.origin == Origin::Bound && before.backlog != self.tuning.backlog
+                {
+                    // listen() on a listening socket only sets its backlog.
+                    // SAFETY: listen on a borrowed descriptor; no memory is involved.
+                    let rc = unsafe {
+                        libc::listen(fd.as_raw_fd(), listen_backlog(self.tuning.backlog))
+                    };
+                    if rc < 0 {
+                        set = Err(io::Error::last_os_error());
+                    }
+                }
+                if let Err(e) = set {
+                    tracing::warn!("{}: cannot set the socket options: {e}", g.shown());
+                    break;
+                }
+            }
+        }
+    }
+
+    fn rebind_groups(
         &mut self,
         binds: &[Bind],
         slots: usize,
@@ -548,7 +609,7 @@ impl Sockets {
         Ok(Sockets {
             groups: old.into_iter().flatten().collect(),
             count: 0,
-            backlog: self.backlog,
+            tuning: self.tuning,
             owner: None,
         })
     }
@@ -570,7 +631,7 @@ impl Sockets {
             steered: None,
             file: None,
         };
-        fill_passed(&mut g, slots, self.backlog).map_err(|e| e.source)?;
+        fill_passed(&mut g, slots, self.tuning).map_err(|e| e.source)?;
         Ok(g)
     }
 
@@ -605,13 +666,13 @@ impl Sockets {
         };
         while g.slots.len() < slots {
             g.slots
-                .push(open_tcp(addr, self.backlog, true).map_err(named)?);
+                .push(open_tcp(addr, self.tuning, true).map_err(named)?);
         }
         Ok(g)
     }
 
     fn open_unix_group(&self, bind: &Bind, path: &Path) -> io::Result<Group> {
-        let socket = open_unix(path, self.backlog, self.owner)?;
+        let socket = open_unix(path, self.tuning.backlog, self.owner)?;
         Ok(Group {
             bind: bind.clone(),
             requested: None,
@@ -668,7 +729,7 @@ impl Sockets {
                 }
             }
             while g.slots.len() < slots {
-                let socket = open_tcp(addr, self.backlog, g.v6only)?;
+                let socket = open_tcp(addr, self.tuning, g.v6only)?;
                 g.slots.push(socket);
             }
         }
@@ -904,7 +965,7 @@ fn probe(addr: SocketAddr) -> Result<SocketAddr, BindError> {
 /// them join (the passed socket belongs to another user: systemd creates its sockets as
 /// root), every worker shares the passed socket instead, and the log says how to get
 /// per-core sockets.
-fn fill_passed(g: &mut Group, slots: usize, backlog: u32) -> Result<(), BindError> {
+fn fill_passed(g: &mut Group, slots: usize, tuning: Tuning) -> Result<(), BindError> {
     let Endpoint::Tcp(addr) = g.endpoint else {
         return Ok(());
     };
@@ -912,7 +973,7 @@ fn fill_passed(g: &mut Group, slots: usize, backlog: u32) -> Result<(), BindErro
         return Ok(());
     }
     while g.slots.len() < slots {
-        match open_tcp(addr, backlog, g.v6only) {
+        match open_tcp(addr, tuning, g.v6only) {
             Ok(socket) => g.slots.push(socket),
             Err(e) if e.source.kind() == io::ErrorKind::AddrInUse && g.slots.len() == 1 => {
                 tracing::warn!(
@@ -935,7 +996,7 @@ fn fill_passed(g: &mut Group, slots: usize, backlog: u32) -> Result<(), BindErro
 }
 
 /// One listening SO_REUSEPORT socket on `addr` (already probed).
-fn open_tcp(addr: SocketAddr, backlog: u32, v6only: bool) -> Result<OwnedFd, BindError> {
+fn open_tcp(addr: SocketAddr, tuning: Tuning, v6only: bool) -> Result<OwnedFd, BindError> {
     let fail = |source| BindError {
         bind: addr.to_string(),
         source: explain(addr, source),
@@ -944,9 +1005,33 @@ fn open_tcp(addr: SocketAddr, backlog: u32, v6only: bool) -> Result<OwnedFd, Bin
     socket.set_reuse_port(true).map_err(fail)?;
     // Accepted sockets inherit TCP_NODELAY: responses go out as soon as they are sent.
     socket.set_nodelay(true).map_err(fail)?;
+    set_notsent_lowat(socket.as_fd(), tuning.notsent_lowat).map_err(fail)?;
     socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(listen_backlog(backlog)).map_err(fail)?;
+    socket
+        .listen(listen_backlog(tuning.backlog))
+        .map_err(fail)?;
     Ok(OwnedFd::from(socket))
+}
+
+/// TCP_NOTSENT_LOWAT on a TCP socket (a listener's is inherited by what it accepts, and a
+/// change applies to connections accepted after it). socket2 does not wrap it.
+fn set_notsent_lowat(socket: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local c_int; the
+    // descriptor is borrowed for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn listen_backlog(backlog: u32) -> i32 {
@@ -1061,7 +1146,12 @@ pub fn listen_single(
             let addr = *addrs
                 .first()
                 .ok_or_else(|| fail(io::Error::other("the name resolves to no address")))?;
-            let fd = open_tcp(addr, BACKLOG, true)?;
+            // Metrics pages are small: the kernel's default send buffering is fine.
+            let tuning = Tuning {
+                backlog: BACKLOG,
+                notsent_lowat: 0,
+            };
+            let fd = open_tcp(addr, tuning, true)?;
             let bound = SockRef::from(&fd)
                 .local_addr()
                 .ok()
@@ -1120,7 +1210,11 @@ mod tests {
     }
 
     fn bind(binds: &[Bind], slots: usize, backlog: u32) -> Result<Sockets, BindError> {
-        Sockets::bind(binds, slots, backlog, None, &mut Inherited::default())
+        let tuning = Tuning {
+            backlog,
+            notsent_lowat: 0,
+        };
+        Sockets::bind(binds, slots, tuning, None, &mut Inherited::default())
     }
 
     #[test]
@@ -1203,6 +1297,7 @@ mod tests {
             .rebind(
                 &[other.clone(), "127.0.0.1:0".parse().expect("addr")],
                 2,
+                tuning(16, 0),
                 &mut Inherited::default(),
                 false,
             )
@@ -1210,8 +1305,75 @@ mod tests {
         assert_eq!(removed.addrs(), Vec::<SocketAddr>::new());
         assert_eq!(s.addrs()[1], first, "port 0 keeps its socket");
         let removed = s
-            .rebind(&[other], 2, &mut Inherited::default(), false)
+            .rebind(&[other], 2, tuning(16, 0), &mut Inherited::default(), false)
             .expect("rebinds");
         assert_eq!(removed.addrs(), vec![first]);
+    }
+
+    fn tuning(backlog: u32, notsent_lowat: u32) -> Tuning {
+        Tuning {
+            backlog,
+            notsent_lowat,
+        }
+    }
+
+    fn notsent_lowat(fd: BorrowedFd<'_>) -> i32 {
+        let mut value: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into the live local `value`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
+        value
+    }
+
+    /// The low-water mark is set on the listener, reaches the connections it accepts, and a
+    /// reload's new value applies to kept sockets and to new ones.
+    #[test]
+    fn notsent_lowat_reaches_accepted_connections_and_follows_reloads() {
+        let binds = local();
+        let mut s = Sockets::bind(
+            &binds,
+            1,
+            tuning(16, 16384),
+            None,
+            &mut Inherited::default(),
+        )
+        .expect("binds");
+        let accept_one = |s: &Sockets| {
+            let fd = s.groups[0].slots[0].try_clone().expect("dup");
+            let listener = std::net::TcpListener::from(fd);
+            let _client = std::net::TcpStream::connect(s.addrs()[0]).expect("connects");
+            let (conn, _) = listener.accept().expect("accepts");
+            notsent_lowat(conn.as_fd())
+        };
+        assert_eq!(notsent_lowat(s.groups[0].slots[0].as_fd()), 16384);
+        assert_eq!(accept_one(&s), 16384, "inherited from the listener");
+        s.rebind(
+            &binds,
+            1,
+            tuning(16, 4096),
+            &mut Inherited::default(),
+            false,
+        )
+        .expect("rebinds");
+        assert_eq!(
+            accept_one(&s),
+            4096,
+            "a kept socket takes the reload's value"
+        );
+        s.grow(2, &[]).expect("grows");
+        assert_eq!(
+            notsent_lowat(s.groups[0].slots[1].as_fd()),
+            4096,
+            "a new slot's too"
+        );
     }
 }
