@@ -1236,7 +1236,8 @@ def main():
           "RSS: *kernel per slow reader* is the growth of the kernel's memory for TCP sockets "
           "(`/proc/net/sockstat`, the attacker's side included, which is alike for every peer) ÷ open. "
           "ringcorn bounds it with `--tcp-notsent-lowat` (default 16 KiB); nginx has no such setting and "
-          "leaves it to the kernel (`net.ipv4.tcp_notsent_lowat`, unset here). Meanwhile a normal client requests `{meta.get('slow_probe', '/13')}` every 200 ms "
+          "leaves it to the kernel (`net.ipv4.tcp_notsent_lowat`, unset here). Meanwhile a normal client "
+          f"requests `{meta.get('slow_probe', '/13')}` every 200 ms "
           "(curl, a new connection each, 2 s timeout): *answered* counts the 200s with the whole body, and "
           "their median and slowest time (target: served promptly throughout).")
         w("")
