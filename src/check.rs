@@ -184,9 +184,45 @@ pub fn check(config: &Config, app: Result<String, String>) -> Vec<Check> {
             Some("name one of the available apps (the APP argument or `app` in the file)".into()),
         ),
     }];
+    if let Some(tls) = check_tls(config) {
+        checks.push(tls);
+    }
     checks.extend(judge(config, &facts));
     checks.extend(binds);
     checks
+}
+
+/// The TLS certificates and keys load and are valid now (when TLS is asked for).
+fn check_tls(config: &Config) -> Option<Check> {
+    const NAME: &str = "tls";
+    let fix = || Some("see the file named; each --certfile needs its --keyfile".to_string());
+    let Some(settings) = &config.tls else {
+        return config.tls_binds.first().map(|bind| {
+            Check::fail(
+                NAME,
+                format!("--tls-bind {bind}: TLS needs --certfile and --keyfile"),
+                fix(),
+            )
+        });
+    };
+    Some(match crate::tls::Tls::load(settings, None) {
+        Ok(tls) => Check::ok(
+            NAME,
+            tls.loaded
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} for {} (valid until {})",
+                        l.certfile.display(),
+                        l.names.join(", "),
+                        l.not_after
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Err(why) => Check::fail(NAME, why, fix()),
+    })
 }
 
 /// The report as text: one line per check, then a summary.

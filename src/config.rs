@@ -87,6 +87,18 @@ pub struct Config {
     pub forwarded_allow_ips: Option<Cidrs>,
     /// `--metrics`: where the master serves Prometheus metrics (`/metrics`).
     pub metrics: Option<Bind>,
+    /// `--certfile`, `--keyfile`, `--ca-certs`, `--cert-reqs` (`None`: no TLS asked for).
+    pub tls: Option<crate::tls::Settings>,
+    /// `--tls-bind`: the addresses of `binds` that speak TLS (none given: every one does,
+    /// once `--certfile` is, as in Gunicorn). See [`Config::speaks_tls`].
+    pub tls_binds: Vec<Bind>,
+}
+
+impl Config {
+    /// Whether the listener for `bind` speaks TLS.
+    pub fn speaks_tls(&self, bind: &Bind) -> bool {
+        self.tls.is_some() && (self.tls_binds.is_empty() || self.tls_binds.contains(bind))
+    }
 }
 
 /// `--backend`: which driver the workers use.
@@ -146,6 +158,8 @@ impl Default for Config {
             proxy_allow_from: default_proxy_allow_from(),
             forwarded_allow_ips: None,
             metrics: None,
+            tls: None,
+            tls_binds: Vec::new(),
         }
     }
 }
@@ -374,6 +388,45 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", value_parser = parse_metrics_bind, env = "RINGCORN_METRICS")]
     pub metrics: Option<Bind>,
 
+    /// A TLS certificate chain (PEM, the server's certificate first). Repeat it with one
+    /// --keyfile each for several certificates: the client's SNI name picks one, and the
+    /// first answers the rest. Without --tls-bind, every --bind speaks TLS.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "RINGCORN_CERTFILE",
+        value_delimiter = ','
+    )]
+    pub certfile: Vec<PathBuf>,
+
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of the --certfile in the same position.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "RINGCORN_KEYFILE",
+        value_delimiter = ','
+    )]
+    pub keyfile: Vec<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to (--cert-reqs).
+    #[arg(long, value_name = "FILE", env = "RINGCORN_CA_CERTS")]
+    pub ca_certs: Option<PathBuf>,
+
+    /// Client certificates: none (not asked for), optional (asked for; a client without one
+    /// is served) or required. Gunicorn's 0, 1 and 2 are accepted too.
+    #[arg(long, value_enum, default_value_t = crate::tls::CertReqs::None, env = "RINGCORN_CERT_REQS")]
+    pub cert_reqs: crate::tls::CertReqs,
+
+    /// An address that speaks TLS (repeatable; the --bind forms), beside the plain --bind
+    /// ones. Without it, --certfile makes every --bind speak TLS.
+    #[arg(
+        long = "tls-bind",
+        value_name = "ADDR",
+        env = "RINGCORN_TLS_BIND",
+        value_delimiter = ','
+    )]
+    pub tls_binds: Vec<Bind>,
+
     /// The server's own log: a file (appended to; SIGUSR1 reopens it, for logrotate) or `-`
     /// for stderr.
     #[arg(
@@ -565,7 +618,7 @@ impl Cli {
             workers,
             workers_from,
             cpus,
-            binds: self.binds.clone(),
+            binds: self.binds.iter().chain(&self.tls_binds).cloned().collect(),
             backlog: self.backlog,
             keep_alive: Duration::from_secs(self.keep_alive),
             header_timeout: Duration::from_secs(self.header_timeout),
@@ -614,6 +667,15 @@ impl Cli {
                 .as_deref()
                 .and_then(|s| s.parse().ok()),
             metrics: self.metrics.clone(),
+            tls: (!self.certfile.is_empty() || !self.keyfile.is_empty()).then(|| {
+                crate::tls::Settings {
+                    certfiles: self.certfile.clone(),
+                    keyfiles: self.keyfile.clone(),
+                    ca_certs: self.ca_certs.clone(),
+                    cert_reqs: self.cert_reqs,
+                }
+            }),
+            tls_binds: self.tls_binds.clone(),
             access_log: self
                 .access_logfile
                 .as_ref()

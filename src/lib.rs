@@ -16,7 +16,8 @@
 //!
 //! Layout: [`config`] (command line, [`Config`]), `master` (the sockets it owns, workers as
 //! threads or processes, supervision, reload, resize, upgrade, signals, metrics), `worker` (one
-//! pinned I/O loop, io_uring or epoll), [`http`] (sans-IO HTTP/1.1), [`apps`] (built-in apps),
+//! pinned I/O loop, io_uring or epoll), [`http`] (sans-IO HTTP/1.1), [`tls`] (sans-IO TLS
+//! between the socket and HTTP, rustls), [`apps`] (built-in apps),
 //! `run` (the command's life: configuration, signals, pidfile).
 
 mod app;
@@ -28,6 +29,7 @@ mod log;
 mod master;
 mod metrics;
 mod run;
+pub mod tls;
 mod worker;
 
 pub use app::{App, Apps, Handler, WorkerInfo};

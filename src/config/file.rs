@@ -191,6 +191,34 @@ pub fn print_config(cli: &Cli) -> String {
     if let Some(metrics) = &cli.metrics {
         put("metrics", Value::String(metrics.to_string()));
     }
+    let paths = |v: &[std::path::PathBuf]| {
+        Value::Array(
+            v.iter()
+                .map(|p| Value::String(p.to_string_lossy().into_owned()))
+                .collect(),
+        )
+    };
+    if !cli.certfile.is_empty() {
+        put("certfile", paths(&cli.certfile));
+    }
+    if !cli.keyfile.is_empty() {
+        put("keyfile", paths(&cli.keyfile));
+    }
+    if let Some(ca) = &cli.ca_certs {
+        put("ca-certs", Value::String(ca.to_string_lossy().into_owned()));
+    }
+    put("cert-reqs", enum_name(cli.cert_reqs));
+    if !cli.tls_binds.is_empty() {
+        put(
+            "tls-bind",
+            Value::Array(
+                cli.tls_binds
+                    .iter()
+                    .map(|b| Value::String(b.to_string()))
+                    .collect(),
+            ),
+        );
+    }
     put(
         "error-logfile",
         Value::String(cli.error_logfile.to_string_lossy().into_owned()),
@@ -864,6 +892,14 @@ mod tests {
             "*",
             "--metrics",
             "127.0.0.1:9100",
+            "--certfile",
+            "c.pem",
+            "--keyfile",
+            "k.pem",
+            "--ca-certs",
+            "ca.pem",
+            "--tls-bind",
+            "0.0.0.0:8443",
             "hello",
         ])
         .expect("parses");

@@ -32,6 +32,7 @@ use crate::app::DynApp;
 use crate::config::{available_cpus, Backend, Bind, Config, WorkerClass};
 use crate::metrics::text::{Restart, Slot, Snapshot};
 use crate::metrics::Counters;
+use crate::tls::Tls;
 use crate::worker::{self, Wake};
 use crate::App;
 use board::Board;
@@ -192,6 +193,8 @@ pub struct Running {
     started: (Instant, SystemTime),
     /// The workers' I/O driver (`--backend auto`: probed once).
     backend: worker::Chosen,
+    /// `--certfile`: the certificates loaded, shared by every worker.
+    tls: Option<Arc<Tls>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -218,6 +221,8 @@ impl Running {
         app: DynApp,
         bound: impl FnOnce() -> Result<(), String>,
     ) -> Result<Running, StartError> {
+        // Before binding or dropping privileges: a key file may be readable by root only.
+        let tls = load_tls(&config, None).map_err(StartError::Setup)?;
         let credentials = Credentials::resolve(config.user.as_deref(), config.group.as_deref())
             .map_err(StartError::Setup)?;
         // Before any worker thread: growing a shared table later stalls the worker that does.
@@ -299,6 +304,7 @@ impl Running {
             restarts: Vec::new(),
             started: (Instant::now(), SystemTime::now()),
             backend,
+            tls,
         };
         // Inherited slots above the target get a worker too, to serve what waits in their
         // queues until they are retired.
@@ -323,7 +329,7 @@ impl Running {
             std::thread::sleep(Duration::from_millis(2));
         }
         master.steer();
-        for shown in master.sockets.shown() {
+        for shown in master.sockets.shown_tls(|b| master.config.speaks_tls(b)) {
             tracing::info!("Listening at: {shown}");
         }
         if let Some(m) = &master.metrics {
@@ -357,7 +363,10 @@ impl Running {
         let spec = worker::Spec {
             index: slot,
             cpu: (!self.cpus.is_empty()).then(|| self.cpus[slot % self.cpus.len()]),
-            listeners: self.sockets.for_slot(slot)?,
+            listeners: self
+                .sockets
+                .for_slot(slot, |bind| self.config.speaks_tls(bind))?,
+            tls: self.tls.as_ref().map(|t| t.config.clone()),
             wake: wake.clone(),
             keep_alive: self.config.keep_alive,
             header_timeout: self.config.header_timeout,
@@ -872,6 +881,7 @@ impl Running {
                     .into(),
             );
         }
+        let tls = load_tls(&config, self.tls.as_deref())?;
         let slots = config.workers;
         let binds = self
             .activated
@@ -903,6 +913,7 @@ impl Running {
         }
         self.config = config;
         self.app = app;
+        self.tls = tls;
         self.target = slots;
         self.cpus = if self.config.cpus.is_empty() {
             available_cpus()
@@ -927,7 +938,7 @@ impl Running {
             }
         }
         self.reopen_metrics();
-        for shown in self.sockets.shown() {
+        for shown in self.sockets.shown_tls(|b| self.config.speaks_tls(b)) {
             tracing::info!("Listening at: {shown}");
         }
         Ok(())
@@ -1108,6 +1119,41 @@ impl Drop for Running {
 /// `--backend`: io_uring or epoll as asked; `auto` probes io_uring once and falls back to
 /// epoll, saying why in one line (an explicit `io_uring` that cannot be had fails when the
 /// workers start, as a startup error).
+/// `--certfile` and the rest, loaded (`previous`: a reload's, whose session keys carry over).
+fn load_tls(config: &Config, previous: Option<&Tls>) -> Result<Option<Arc<Tls>>, String> {
+    let Some(settings) = &config.tls else {
+        if let Some(bind) = config.tls_binds.first() {
+            return Err(format!(
+                "--tls-bind {bind}: TLS needs --certfile and --keyfile"
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(both) = config
+        .tls_binds
+        .iter()
+        .find(|b| config.binds.iter().filter(|c| c == b).count() > 1)
+    {
+        return Err(format!(
+            "--tls-bind {both} is also a --bind: an address speaks TLS or plain HTTP, not both"
+        ));
+    }
+    let tls = Tls::load(settings, previous)?;
+    for l in &tls.loaded {
+        tracing::info!(
+            "TLS certificate {} for {} (valid until {})",
+            l.certfile.display(),
+            if l.names.is_empty() {
+                "no DNS name".to_string()
+            } else {
+                l.names.join(", ")
+            },
+            l.not_after
+        );
+    }
+    Ok(Some(Arc::new(tls)))
+}
+
 /// The listening sockets' setup from the configuration.
 fn tuning(config: &Config) -> Tuning {
     Tuning {

@@ -703,6 +703,17 @@ impl Sockets {
         self.groups.iter().map(Group::shown).collect()
     }
 
+    /// [`Self::shown`], with `https://` for the addresses that speak TLS (`tls`).
+    pub fn shown_tls(&self, tls: impl Fn(&Bind) -> bool) -> Vec<String> {
+        self.groups
+            .iter()
+            .map(|g| match tls(&g.bind) {
+                true => g.shown().replacen("http://", "https://", 1),
+                false => g.shown(),
+            })
+            .collect()
+    }
+
     /// How many slots have sockets.
     pub fn slots(&self) -> usize {
         self.count
@@ -784,8 +795,9 @@ impl Sockets {
         }
     }
 
-    /// A worker's borrowed copies of slot `slot`'s sockets, one per address.
-    pub fn for_slot(&self, slot: usize) -> io::Result<Vec<Listener>> {
+    /// A worker's borrowed copies of slot `slot`'s sockets, one per address; `tls` says
+    /// which addresses speak TLS.
+    pub fn for_slot(&self, slot: usize, tls: impl Fn(&Bind) -> bool) -> io::Result<Vec<Listener>> {
         self.groups
             .iter()
             .filter_map(|g| {
@@ -794,10 +806,11 @@ impl Sockets {
                 } else {
                     g.slots.get(slot)
                 };
-                fd.map(|fd| (fd, g.shared))
+                fd.map(|fd| (fd, g.shared, tls(&g.bind)))
             })
-            .map(|(fd, shared)| {
+            .map(|(fd, shared, tls)| {
                 Ok(Listener {
+                    tls,
                     fd: fd.try_clone()?,
                     shared,
                 })
@@ -1222,8 +1235,8 @@ mod tests {
         let s = bind(&local(), 3, 16).expect("binds");
         assert_ne!(s.addrs()[0].port(), 0);
         assert_eq!(s.slots(), 3);
-        assert_eq!(s.for_slot(2).expect("dup").len(), 1);
-        assert!(s.for_slot(3).expect("none").is_empty());
+        assert_eq!(s.for_slot(2, |_| false).expect("dup").len(), 1);
+        assert!(s.for_slot(3, |_| false).expect("none").is_empty());
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub enum Counter {
     ProxyTimeout,
     /// Connections accepted.
     Accepted,
+    /// TLS handshakes completed, and connections that failed before completing one (a bad or
+    /// refused handshake, plain HTTP sent to a TLS port).
+    TlsHandshakes,
+    TlsFailures,
     /// Connections closed because a deadline passed: the request head's, the body's, a send's,
     /// or the keep-alive wait.
     DeadlineHeader,

@@ -111,6 +111,22 @@ const FAMILIES: &[Family] = &[
         members: &[(Counter::Accepted, "")],
     },
     Family {
+        name: "ringcorn_tls_handshakes_total",
+        kind: "counter",
+        help: "TLS handshakes completed.",
+        label: "",
+        members: &[(Counter::TlsHandshakes, "")],
+    },
+    Family {
+        name: "ringcorn_tls_failures_total",
+        kind: "counter",
+        help: "TLS connections closed before their handshake completed: a malformed or \
+               refused handshake, a stalled one (counted as a header deadline too), plain \
+               HTTP sent to a TLS port.",
+        label: "",
+        members: &[(Counter::TlsFailures, "")],
+    },
+    Family {
         name: "ringcorn_connections_open",
         kind: "gauge",
         help: "Connections open now.",

@@ -32,6 +32,7 @@ use crate::http::access_log::AccessLog;
 use crate::http::{ConnInfo, Connection, Context, Limits, Plan, Scheme, Want};
 use crate::master::Pulse;
 use crate::metrics::Counter;
+use crate::tls::Session;
 use crate::{App, Handler, WorkerInfo};
 use clock::Moment;
 pub use driver::Chosen;
@@ -74,6 +75,8 @@ const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// A listening socket a worker accepts on.
 pub struct Listener {
     pub fd: OwnedFd,
+    /// Its connections speak TLS (with [`Spec::tls`]).
+    pub tls: bool,
     /// Every worker accepts on this one socket (a Unix socket, a passed one without
     /// SO_REUSEPORT), rather than on a socket of its own.
     pub shared: bool,
@@ -105,6 +108,8 @@ pub struct Spec {
     pub access_log: Option<crate::http::access_log::Format>,
     /// `--proxy-protocol` and the peers allowed to send the header.
     pub proxy: Option<(crate::http::proxy::Version, crate::config::Cidrs)>,
+    /// `--certfile`: the TLS configuration, shared by every worker (one session cache).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// `--forwarded-allow-ips`.
     pub forwarded_allow: Option<crate::config::Cidrs>,
     /// `--metrics`: time requests, and publish the counters on each tick.
@@ -190,6 +195,8 @@ struct Conn {
     nonblocking: bool,
     /// Its peer and local addresses, for its requests.
     info: ConnInfo,
+    /// A TLS connection's session: the socket's bytes are ciphertext.
+    tls: Option<Box<Session>>,
 }
 
 impl Conn {
@@ -197,8 +204,27 @@ impl Conn {
     /// connection's deadline is always `keep_alive` after it went idle (set by `open_conn`
     /// and `advance`).
     fn idle_since(&self, keep_alive: Duration) -> Option<Moment> {
-        let idle = !self.http.mid_request() && self.http.want() == Want::Read;
+        let idle = !self.mid_request() && self.want() == Want::Read;
         idle.then(|| self.deadline - keep_alive)
+    }
+
+    /// What the connection needs next (a TLS session has its own say).
+    fn want(&self) -> Want {
+        match &self.tls {
+            None => self.http.want(),
+            Some(tls) => tls.want(&self.http),
+        }
+    }
+
+    /// Part of a request has arrived (or, over TLS, the handshake is under way): the request
+    /// deadline applies rather than the keep-alive one.
+    fn mid_request(&self) -> bool {
+        self.http.mid_request() || self.tls.as_ref().is_some_and(|t| t.handshaking())
+    }
+
+    /// Bytes its buffers hold.
+    fn buffered_bytes(&self) -> usize {
+        self.http.buffered_bytes() + self.tls.as_ref().map_or(0, |t| t.buffered_bytes())
     }
 }
 
@@ -253,6 +279,10 @@ struct Worker<H, D: Driver> {
     done_here: std::collections::VecDeque<Cqe>,
     /// Ask for a replacement at this many requests (`u64::MAX`: never, or already asked).
     retire_at: u64,
+    /// Listener i's connections speak TLS with this configuration.
+    tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// Where a file body is read before it is encrypted (TLS), shared by all connections.
+    scratch: Vec<u8>,
 }
 
 impl<H: Handler, D: Driver> Worker<H, D> {
@@ -268,6 +298,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         ctx.access_log = spec.access_log.map(AccessLog::new);
         ctx.forwarded_allow = spec.forwarded_allow;
         let shared = spec.listeners.iter().map(|l| l.shared).collect();
+        let tls = spec
+            .listeners
+            .iter()
+            .map(|l| if l.tls { spec.tls.clone() } else { None })
+            .collect();
         let local = spec
             .listeners
             .iter()
@@ -314,6 +349,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 0 => u64::MAX,
                 n => n,
             },
+            tls,
+            scratch: Vec::new(),
         }
     }
 
@@ -567,8 +604,21 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     fn open_conn(&mut self, fd: OwnedFd, listener: usize) -> io::Result<()> {
         self.ctx.counters.add(Counter::Accepted, 1);
-        let info = self.conn_info(&fd, listener);
+        let mut info = self.conn_info(&fd, listener);
         let mut http = Connection::new();
+        let mut tls = match &self.tls[listener] {
+            None => None,
+            Some(config) => match Session::new(config) {
+                Ok(session) => {
+                    info.scheme = Scheme::Https;
+                    Some(Box::new(session))
+                }
+                Err(e) => {
+                    tracing::warn!("worker {}: cannot start a TLS session: {e}", self.index);
+                    return Ok(());
+                }
+            },
+        };
         if let Some((version, allowed)) = &self.proxy {
             // A Unix peer is local (the socket's permissions say who may connect).
             if info.peer.is_some_and(|p| !allowed.contains(p.ip())) {
@@ -580,7 +630,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 );
                 return Ok(());
             }
-            http.expect_proxy_header(*version);
+            match &mut tls {
+                // The PROXY header comes before the handshake.
+                Some(session) => session.expect_proxy_header(*version),
+                None => http.expect_proxy_header(*version),
+            }
         }
         if self.draining {
             http.answer_with_close();
@@ -596,6 +650,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             shut: false,
             nonblocking: false,
             info,
+            tls,
         });
         if self.conns.len() >= self.max_connections && !self.full {
             // At the limit: stop taking connections; they wait in the kernel's backlog.
@@ -614,7 +669,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
 
     fn arm_recv(&mut self, key: usize) -> io::Result<()> {
         let conn = &mut self.conns[key];
-        let buf = conn.http.recv_buf(&self.ctx);
+        let buf = match &mut conn.tls {
+            None => conn.http.recv_buf(&self.ctx),
+            Some(tls) => tls.recv_buf(),
+        };
         let (ptr, len) = (
             buf.as_mut_ptr(),
             u32::try_from(buf.len()).unwrap_or(u32::MAX),
@@ -624,9 +682,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             buf: ptr,
             len,
         };
-        // SAFETY: the buffer is the connection's input buffer, heap-allocated and owned by the
-        // connection, which stays in the slab until this receive completes; nothing touches the
-        // input buffer before then (a connection has one operation in flight at a time).
+        // SAFETY: the buffer is the connection's input buffer (its TLS session's, over TLS),
+        // heap-allocated and owned by the connection, which stays in the slab until this
+        // receive completes; nothing touches the input buffer before then (a connection has
+        // one operation in flight at a time).
         unsafe { self.io.push(op, token(Op::Recv, key)) }
     }
 
@@ -636,6 +695,27 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let fd = conn.fd.as_raw_fd();
         // At most SEND_COPY_MAX in all (which also fits the completion's i32 count).
         let clamp = |len: usize| len.min(SEND_COPY_MAX) as u32;
+        if let Some(tls) = &mut conn.tls {
+            if !tls.has_output() {
+                tls.encrypt(&mut conn.http, &mut self.scratch);
+            }
+            if !tls.has_output() {
+                // Nothing could be encrypted after all: a completion of 0 bytes closes it.
+                self.done_here
+                    .push_back((token(Op::Send, key), -libc::EIO, 0));
+                return Ok(());
+            }
+            let out = tls.output();
+            let op = Sqe::Send {
+                fd,
+                buf: out.as_ptr(),
+                len: clamp(out.len()),
+            };
+            // SAFETY: the buffer is the TLS session's output, owned by the connection, which
+            // stays in the slab until this send completes; it is not changed meanwhile (more
+            // is encrypted into it only once it has all been sent).
+            return unsafe { self.io.push(op, token(Op::Send, key)) };
+        }
         let op = match conn.http.plan() {
             Plan::Bytes(out) => Sqe::Send {
                 fd,
@@ -765,7 +845,8 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if result == -libc::ECANCELED && !conn.shut {
             // Cancelled to park an idle connection (or, if a request arrived meanwhile, a
             // cancel that came late): park it if it is still idle, else read on.
-            return if conn.http.park() {
+            let parked = conn.http.park() && conn.tls.as_mut().is_none_or(|t| t.park());
+            return if parked {
                 self.parked_since_tick = true;
                 self.arm_poll(key)
             } else {
@@ -776,13 +857,17 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             // End of stream, a reset, or a deadline that shut the socket.
             return self.close(key);
         }
-        let was_mid_request = conn.http.mid_request();
+        // Over TLS, the handshake counts as part of the first request: its deadline runs on.
+        let was_mid_request = conn.mid_request();
         if !was_mid_request {
             conn.started = self.now;
         }
-        conn.http.received(result as usize);
         self.ctx.counters.add(Counter::BytesIn, result as u64);
         self.ctx.conn = conn.info;
+        match &mut conn.tls {
+            None => conn.http.received(result as usize),
+            Some(tls) => tls.received(result as usize, &mut conn.http, &mut self.ctx),
+        }
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
         if self.ctx.peer_changed {
             self.ctx.peer_changed = false;
@@ -807,8 +892,17 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         if result <= 0 || conn.shut {
             return self.close(key);
         }
-        conn.http.sent(result as usize);
         self.ctx.counters.add(Counter::BytesOut, result as u64);
+        match &mut conn.tls {
+            None => conn.http.sent(result as usize),
+            Some(tls) => {
+                // The plaintext was counted sent when it was encrypted.
+                tls.sent(result as usize);
+                if tls.has_output() {
+                    return self.arm_send(key);
+                }
+            }
+        }
         if conn.http.want() == Want::Write {
             return self.arm_send(key);
         }
@@ -856,10 +950,25 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     /// Do what the connection wants next, under the deadline that goes with it.
     fn advance(&mut self, key: usize) -> io::Result<()> {
         let conn = &mut self.conns[key];
-        match conn.http.want() {
+        match conn.want() {
             Want::Write => self.arm_send(key),
+            Want::Read if conn.tls.as_ref().is_some_and(|t| t.holds_input()) => {
+                // Decrypted input the connection had no room for before: give it now, rather
+                // than read more.
+                self.ctx.conn = conn.info;
+                let Some(tls) = conn.tls.as_mut() else {
+                    return Ok(());
+                };
+                if !tls.take_input(&mut conn.http, &mut self.ctx) {
+                    // No room still: the request is beyond the limits; it was refused.
+                    return self.close(key);
+                }
+                let answered = conn.http.process(&mut self.handler, &mut self.ctx);
+                self.count(key, answered);
+                self.advance(key)
+            }
             Want::Read => {
-                if !conn.http.mid_request() {
+                if !conn.mid_request() {
                     conn.deadline = self.now + self.keep_alive;
                 } else {
                     if conn.http.awaiting_body() && !conn.in_body {
@@ -871,7 +980,13 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 }
                 self.arm_recv(key)
             }
-            Want::Close => self.close(key),
+            Want::Close => {
+                if conn.tls.as_mut().is_some_and(|t| t.close_notify()) {
+                    // close_notify (or an alert) goes out first.
+                    return self.arm_send(key);
+                }
+                self.close(key)
+            }
         }
     }
 
@@ -951,27 +1066,36 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             if now < conn.deadline {
                 // Idle checks first: only an idle connection's deadline says when it went idle.
                 if !conn.parking
-                    && conn.http.buffered_bytes() > 0
+                    && conn.buffered_bytes() > 0
                     && idle.is_some_and(|since| now >= since + PARK_AFTER)
                 {
                     to_park.push(key);
                 }
                 continue;
             }
-            let deadline = match (conn.http.want(), conn.http.mid_request()) {
+            let deadline = match (conn.want(), conn.mid_request()) {
                 (Want::Write, _) => Counter::DeadlineSend,
                 (_, true) if conn.in_body => Counter::DeadlineBody,
                 (_, true) => Counter::DeadlineHeader,
                 (_, false) => Counter::DeadlineKeepAlive,
             };
             self.ctx.counters.add(deadline, 1);
-            if conn.http.mid_request() && conn.http.want() == Want::Read {
+            if conn.tls.as_ref().is_some_and(|t| t.handshaking()) {
+                // A handshake that stalled: nothing to say in plaintext.
+                self.ctx.counters.add(Counter::TlsFailures, 1);
+            } else if conn.mid_request() && conn.want() == Want::Read {
                 // Too slow to send its request: say so before closing. The receive in flight
                 // owns the input buffer, not the (empty) output, and the socket is blocking,
                 // so the send must not wait.
                 self.ctx.conn = conn.info;
                 conn.http.time_out(&mut self.ctx);
-                let out = conn.http.output();
+                let out = match &mut conn.tls {
+                    None => conn.http.output(),
+                    Some(tls) => {
+                        tls.encrypt(&mut conn.http, &mut self.scratch);
+                        tls.output()
+                    }
+                };
                 // SAFETY: sends from a live slice; MSG_DONTWAIT never blocks the loop.
                 let sent = unsafe {
                     libc::send(

@@ -81,15 +81,25 @@ pub fn strip_ansi(s: &str) -> String {
 fn expected_binds(args: &[&str]) -> usize {
     let n = args
         .iter()
-        .filter(|a| **a == "--bind" || **a == "-b" || a.starts_with("--bind="))
+        .filter(|a| {
+            matches!(**a, "--bind" | "-b" | "--tls-bind")
+                || a.starts_with("--bind=")
+                || a.starts_with("--tls-bind=")
+        })
         .count();
     n.max(1)
 }
 
-/// Parses the address of a `Listening at: http://ADDR` line.
+/// Parses the address of a `Listening at: http://ADDR` (or `https://ADDR`) line.
 fn parse_listening(line: &str) -> Option<SocketAddr> {
-    let idx = line.find("Listening at: http://")?;
-    let rest = &line[idx + "Listening at: http://".len()..];
+    let (idx, prefix) = match line.find("Listening at: http://") {
+        Some(i) => (i, "Listening at: http://"),
+        None => (
+            line.find("Listening at: https://")?,
+            "Listening at: https://",
+        ),
+    };
+    let rest = &line[idx + prefix.len()..];
     let addr: String = rest
         .chars()
         .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
