@@ -755,3 +755,28 @@ fn real_clients_curl_and_openssl() {
     assert!(second.contains("Reused, TLSv1.3"), "resumed:\n{second}");
     assert!(second.contains("Hello, World!"), "{second}");
 }
+
+/// `--proxy-protocol` with TLS: the PROXY header comes first, in plaintext, then the handshake.
+#[test]
+fn a_proxy_header_before_the_handshake_gives_the_client_address() {
+    let dir = TempDir::new("tls-proxy");
+    let cert = Cert::new(dir.path(), "a", &["localhost"]);
+    let server = serve(&[&cert], &["--proxy-protocol", "v1"], "conninfo");
+    let mut tcp = TcpStream::connect_timeout(&server.addr(), IO_TIMEOUT).expect("connect");
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    tcp.write_all(b"PROXY TCP4 192.0.2.7 198.51.100.1 4321 443\r\n")
+        .expect("header");
+    let name = ServerName::try_from("localhost").expect("name");
+    let conn = ClientConnection::new(client(&[&cert], None), name).expect("client");
+    let mut s = StreamOwned::new(conn, tcp);
+    let r = get(&mut s, "/");
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(body.contains("peer=192.0.2.7:4321"), "{body}");
+    assert!(body.contains("scheme=https"), "{body}");
+    // Without the header the connection is closed before any handshake.
+    let mut bare = connect(server.addr(), &client(&[&cert], None), "localhost");
+    let failed = bare
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .and_then(|_| read_reply(&mut bare));
+    assert!(failed.is_err(), "served without its PROXY header");
+}
