@@ -19,6 +19,9 @@
 #   sizes       response size sweep 13 B, 4 KiB, 64 KiB, 1 MiB, 16 MiB (ringcorn `bytes`,
 #               ringcorn-static and nginx serving the same files, hyper-peer, uring-peer): requests/s,
 #               server CPU µs/request and its ratio to nginx's
+#   tls         TLS (ringcorn --certfile, nginx ssl; the same ECDSA P-256 certificate): keep-alive
+#               requests over TLS (wrk), full and resumed handshakes (openssl s_time -new/-reuse),
+#               memory per idle TLS connection (scripts/tls_hold.py)
 #   slowread    the slow-read attack (`slowhttptest -X`): 400 connections reading a 1 MiB response
 #               slowly; server RSS before and at peak, RSS per slow reader, and a normal client's
 #               probes (curl every 200 ms) throughout (ringcorn `bytes`, ringcorn-static, nginx)
@@ -56,7 +59,7 @@ Options (defaults of the full mode; --quick changes those marked *):
   --depth N             pipeline depth (16)
   --peers LIST          subset of ringcorn,ringcorn-process,ringcorn-json,ringcorn-epoll,ringcorn-static,
                         nginx,ceiling,hyper-peer,uring-peer,gunicorn
-  --sections LIST       * subset of throughput,latency,memory,sizes,slowread,scaling,callgrind,criterion
+  --sections LIST       * subset of throughput,latency,memory,sizes,slowread,tls,scaling,callgrind,criterion
                         (all; quick: all but criterion)
   --criterion           add the criterion section (also in --quick)
   --cpus-server LIST    taskset CPU list of the one-worker servers (0)
@@ -97,14 +100,17 @@ for a in "$@"; do [[ "$a" == --quick ]] && QUICK=1; done
 if (( QUICK )); then
     ROUNDS=1; DURATION=1; SIZE_DURATION=1; WARMUP=0; CONNECTIONS="64"; SCALE_CONNS=64
     SCALE_MODES="pipelined"; LAT_DURATION=1; LAT_WARMUP=0; SLOW_CONNS=100; SLOW_DURATION=10
-    SECTIONS="throughput,latency,memory,sizes,slowread,scaling,callgrind"
+    SECTIONS="throughput,latency,memory,sizes,slowread,tls,scaling,callgrind"
+    TLS_DURATION=2; TLS_HOLD=1000
 else
     ROUNDS=3; DURATION=4; SIZE_DURATION=3; WARMUP=1; CONNECTIONS="1,64,256,1024"; SCALE_CONNS=256
     SCALE_MODES="plain pipelined"; LAT_DURATION=5; LAT_WARMUP=1; SLOW_CONNS=400; SLOW_DURATION=30
-    SECTIONS="throughput,latency,memory,sizes,slowread,scaling,callgrind,criterion"
+    SECTIONS="throughput,latency,memory,sizes,slowread,tls,scaling,callgrind,criterion"
+    TLS_DURATION=5; TLS_HOLD=10000
 fi
+TLS_CLIENTS=4          # openssl s_time processes at once on the load CPU
 ALL_PEERS="ringcorn,ringcorn-process,ringcorn-json,ringcorn-epoll,ringcorn-static,nginx,ceiling,hyper-peer,uring-peer,gunicorn"
-ALL_SECTIONS="throughput,latency,memory,sizes,slowread,scaling,callgrind,criterion"
+ALL_SECTIONS="throughput,latency,memory,sizes,slowread,tls,scaling,callgrind,criterion"
 PEERS="$ALL_PEERS"
 DEPTH=16
 CPUS_SERVER=0
@@ -224,6 +230,7 @@ LAT_PEERS="$TP_PEERS"
 MEM_PEERS="$(pick "ringcorn ringcorn-epoll nginx ceiling hyper-peer uring-peer")"
 SIZE_PEERS="$(pick "ringcorn ringcorn-static ringcorn-epoll nginx hyper-peer uring-peer")"
 SLOW_PEERS="$(pick "ringcorn ringcorn-static nginx")"
+TLS_PEERS="$(pick "ringcorn nginx")"
 SCALE_PEERS="$(pick "ringcorn ringcorn-process ringcorn-epoll nginx ceiling hyper-peer uring-peer")"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -289,12 +296,13 @@ log "estimated measuring time: $EST_THIS s ($(( EST_THIS / 60 )) min $(( EST_THI
 # ---------------------------------------------------------------- tools
 declare -A APT=( [wrk]=wrk [nginx]=nginx-light [valgrind]=valgrind [gnuplot]=gnuplot-nox
                  [taskset]=util-linux [curl]=curl [pgrep]=procps [timeout]=coreutils [python3]=python3
-                 [slowhttptest]=slowhttptest [ss]=iproute2 )
+                 [slowhttptest]=slowhttptest [ss]=iproute2 [openssl]=openssl )
 tools_needed() {
     local t=(wrk taskset curl pgrep timeout python3 gnuplot)
     want nginx && t+=(nginx)
     { section callgrind; } && t+=(valgrind)
     { section slowread && [[ -n "$SLOW_PEERS" ]]; } && t+=(slowhttptest ss)
+    { section tls && [[ -n "$TLS_PEERS" ]]; } && t+=(openssl)
     echo "${t[*]}"
 }
 missing_packages() {
@@ -454,6 +462,7 @@ def application(environ, start_response):
 EOF
 
 MEM_EXTRA=()   # extra ringcorn flags while holding connections (memory section)
+TLS_ON=""      # set in the TLS section: the servers speak TLS with the run's certificate
 SEND_TIMEOUT="" # the servers' send timeout in seconds (slowread section); empty: their default, 60 s
 set_app_args() {  # APP -> sets the array APP_ARGS: the app and its own arguments for ringcorn
     APP_ARGS=("$1")
@@ -468,6 +477,8 @@ make_cmd() {  # PEER APP WORKERS CPUS PORT DIR -> sets the array CMD
             [[ "$peer" == ringcorn-process ]] && class=process
             [[ "$peer" == ringcorn-epoll ]] && backend=epoll
             [[ -n "$SEND_TIMEOUT" ]] && extra=(--send-timeout "$SEND_TIMEOUT")
+            [[ -n "$TLS_ON" ]] && extra+=(--certfile "$TMP/tls/cert.pem" --keyfile "$TMP/tls/key.pem"
+                                          --max-connections $(( TLS_HOLD + 1000 )))
             set_app_args "$app"
             CMD=(taskset -c "$cpus" "$BIN" --workers "$w" --cpus "$cpus" --backend "$backend"
                  --worker-class "$class" --bind "127.0.0.1:$port" --log-level warning
@@ -507,6 +518,13 @@ start_instance() {  # ID PEER APP WORKERS CPUS: start it in the background, wait
     if [[ "$peer" == nginx ]]; then
         sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@WORKERS@|$w|g" -e "s|@FILES@|$TMP/files|g" \
             -e "s|@SEND_TIMEOUT@|${SEND_TIMEOUT:-60}|g" "$SCRIPT_DIR/nginx.conf.template" > "$dir/nginx.conf"
+        # The TLS section: the same server over TLS, with the run's certificate and a session
+        # cache (tickets are on by default), as an edge node would have it.
+        [[ -n "$TLS_ON" ]] && sed -i -e "s|listen 127.0.0.1:$port;|listen 127.0.0.1:$port ssl;\
+        ssl_certificate $TMP/tls/cert.pem;\
+        ssl_certificate_key $TMP/tls/key.pem;\
+        ssl_protocols TLSv1.2 TLSv1.3;\
+        ssl_session_cache shared:SSL:10m;|" "$dir/nginx.conf"
     fi
     port_open "$port" && die "port $port is already taken (before starting $id)"
     make_cmd "$peer" "$app" "$w" "$cpus" "$port" "$dir"
@@ -889,6 +907,85 @@ if section slowread && [[ -n "$SLOW_PEERS" ]]; then
     section_done slowread
 fi
 
+# ---------------------------------------------------------------- 4c. TLS
+TLSF="$RAW/tls.tsv"
+printf 'round\tid\tpeer\ttest\tcount\tsecs\tticks_before\tticks_after\trss_before_kb\trss_after_kb\trc\traw\n' > "$TLSF"
+tls_row() {  # ROUND ID PEER TEST COUNT SECS TICKS_BEFORE TICKS_AFTER RSS_BEFORE RSS_AFTER RC RAW
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$TLSF"
+}
+if section tls && [[ -n "$TLS_PEERS" ]]; then
+    mkdir -p "$RAW/tls" "$TMP/tls"
+    # ECDSA P-256, the issue's certificate; both servers get the same one.
+    openssl ecparam -name prime256v1 -genkey -noout -out "$TMP/tls/key.pem" 2>/dev/null \
+        && openssl req -new -x509 -key "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" -days 2 \
+            -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null \
+        || die "openssl cannot make the TLS section's certificate"
+    TLS_ON=1
+    for (( r = 1; r <= ROUNDS; r++ )); do
+        for p in $TLS_PEERS; do
+            id="tls-$p-r$r"
+            start_instance "$id" "$p" hello 1 "$CPUS_SERVER"
+            port="${I_PORT[$id]}"
+            curl -sk --max-time 5 -o /dev/null "https://127.0.0.1:$port/" \
+                || NOTES+=("**$id did not answer \`curl -k https://…/\`** before the TLS runs.")
+            # Keep-alive requests over TLS.
+            raw="tls/r$r-$p-keepalive.txt"; rc=0
+            before="$(cpu_ticks "$id")"
+            timeout $(( TLS_DURATION + 30 )) taskset -c "$CPUS_LOAD" wrk -t1 -c64 -d"${TLS_DURATION}s" \
+                "https://127.0.0.1:$port/" > "$RAW/$raw" 2>&1 || rc=$?
+            after="$(cpu_ticks "$id")"
+            n="$(awk '/requests in/ { print $1 }' "$RAW/$raw")"
+            tls_row "$r" "$id" "$p" keepalive "${n:-0}" "$TLS_DURATION" "$before" "$after" 0 0 "$rc" "$raw"
+            # Handshakes: TLS_CLIENTS s_time loops at once, each a new connection per handshake,
+            # full (-new) or resuming the session of its first (-reuse; TLS 1.3, then 1.2).
+            for t in full resumed resumed12; do
+                case "$t" in
+                    full) flag=(-new) ;;
+                    resumed) flag=(-reuse) ;;
+                    resumed12) flag=(-reuse -tls1_2) ;;   # TLS 1.2: a session ID or ticket
+                esac
+                before="$(cpu_ticks "$id")"; spids=()
+                for (( k = 1; k <= TLS_CLIENTS; k++ )); do
+                    timeout $(( TLS_DURATION + 30 )) taskset -c "$CPUS_LOAD" openssl s_time \
+                        -connect "127.0.0.1:$port" "${flag[@]}" -time "$TLS_DURATION" \
+                        > "$RAW/tls/r$r-$p-$t-$k.txt" 2>&1 &
+                    spids+=($!)
+                done
+                rc=0
+                for sp in "${spids[@]}"; do wait "$sp" || rc=$?; done
+                after="$(cpu_ticks "$id")"
+                # "N connections in T real seconds, ..." once per process.
+                n="$(cat "$RAW/tls/r$r-$p-$t-"*.txt | awk '/connections in .* real seconds/ { s += $1 } END { print s + 0 }')"
+                tls_row "$r" "$id" "$p" "$t" "$n" "$TLS_DURATION" "$before" "$after" 0 0 "$rc" "tls/r$r-$p-$t-1.txt"
+            done
+            # Idle TLS connections: held after a handshake and one request each.
+            raw="tls/r$r-$p-idle.txt"
+            sleep 0.3
+            before="$(mem_kb "$id" VmRSS)"
+            taskset -c "$LOAD_CPU1" python3 "$SCRIPT_DIR/tls_hold.py" --port "$port" --count "$TLS_HOLD" \
+                --hold-secs 300 > "$RAW/$raw" 2> "$RAW/${raw%.txt}.stderr" &
+            hpid=$!
+            BG_PIDS+=("$hpid")
+            for (( i = 0; i < 1300; i++ )); do   # 130 s at most
+                grep -q '^holding' "$RAW/$raw" 2>/dev/null && break
+                kill -0 "$hpid" 2>/dev/null || break
+                sleep 0.1
+            done
+            sleep "$IDLE_SETTLE"   # idle long enough to be parked, as in the memory section
+            after="$(mem_kb "$id" VmRSS)"
+            held="$(awk '/^holding/ { print $2; exit }' "$RAW/$raw")"
+            kill -TERM "$hpid" 2>/dev/null || true
+            wait "$hpid" 2>/dev/null || true
+            bg_forget "$hpid"
+            tls_row "$r" "$id" "$p" idle "${held:-0}" 0 0 0 "$before" "$after" 0 "$raw"
+            log "tls r$r $p: keep-alive, handshakes and ${held:-0} idle connections (VmRSS $before -> $after kB)"
+            stop_instance "$id"
+        done
+    done
+    TLS_ON=""
+    section_done tls
+fi
+
 # ---------------------------------------------------------------- 5. scaling with workers
 if section scaling && [[ -n "$SCALE_PEERS" ]]; then
     for w in "${SCALE_WORKERS[@]}"; do
@@ -996,6 +1093,11 @@ META="$RAW/meta.tsv"
     printf 'latency_duration\t%s\n' "$LAT_DURATION"
     printf 'latency_warmup\t%s\n' "$LAT_WARMUP"
     printf 'hold\t%s\n' "$HOLD"
+    printf 'tls_duration\t%s\n' "$TLS_DURATION"
+    printf 'tls_clients\t%s\n' "$TLS_CLIENTS"
+    printf 'tls_hold\t%s\n' "$TLS_HOLD"
+    printf 'idle_settle\t%s\n' "$IDLE_SETTLE"
+    section tls && printf 'openssl\t%s\n' "$(openssl version 2>/dev/null || echo '?')"
     printf 'size_connections\t%s\n' "$SIZE_CONNS"
     printf 'size_large_connections\t%s\n' "$SIZE_LARGE_CONNS"
     printf 'size_large\t%s\n' "$SIZE_LARGE"

@@ -295,6 +295,28 @@ def load_slowread(raw_dir, probe_bytes):
     return out
 
 
+TLS_TESTS = (("keepalive", "keep-alive requests"), ("full", "full handshakes (TLS 1.3)"),
+             ("resumed", "resumed handshakes (s_time -reuse)"), ("resumed12", "resumed handshakes (TLS 1.2)"))
+# Issue 12's targets against nginx: handshakes ≥ 1.5× (here: server CPU per handshake ≤ 1/1.5),
+# keep-alive CPU per request ≤ nginx's, memory per idle TLS connection ≤ nginx's.
+TLS_HANDSHAKE_TARGET = 1 / 1.5
+
+
+def load_tls(raw_dir, clk_tck):
+    """tls.tsv rows: per run, the count and its rate, server CPU µs each, or bytes per idle connection."""
+    out = []
+    for row in load_tsv(raw_dir / "tls.tsv"):
+        r = {"round": int(row["round"]), "peer": row["peer"], "test": row["test"], "count": int(row["count"] or 0),
+             "secs": int(row["secs"] or 0), "rc": int(row["rc"] or 0), "raw": row["raw"]}
+        ticks = int(row["ticks_after"]) - int(row["ticks_before"])
+        r["rate"] = r["count"] / r["secs"] if r["secs"] else None
+        r["cpu_us"] = ticks / clk_tck * 1e6 / r["count"] if r["count"] and r["test"] != "idle" else None
+        grow = (int(row["rss_after_kb"]) - int(row["rss_before_kb"])) * 1024
+        r["per_idle"] = grow / r["count"] if r["test"] == "idle" and r["count"] else None
+        out.append(r)
+    return out
+
+
 def slowread_problems(r):
     p = []
     if r["conns"] and (r["open_peak"] or 0) < 0.95 * r["conns"]:
@@ -728,6 +750,7 @@ def main():
     slow_probe = meta.get("slow_probe", "/13")
     slow = load_slowread(raw, int(slow_probe.lstrip("/")) if slow_probe.lstrip("/").isdigit() else 13)
     peak = load_tsv(raw / "peak.tsv")
+    tls = load_tls(raw, clk)
     cg = load_tsv(raw / "callgrind.tsv")
     crit_path = raw / "criterion.txt"
     crit = parse_criterion(crit_path.read_text(errors="replace")) if crit_path.exists() else []
@@ -905,6 +928,19 @@ def main():
         line += (f"; the normal client meanwhile: {len(ok)} of {len(probes)} requests answered, "
                  f"the slowest in {fmt_lat(worst)}")
         summary.append(line + ".")
+    if tls and {"ringcorn", "nginx"} <= {r["peer"] for r in tls}:
+        def tls_med(peer, test, key):
+            return median_or_none([r[key] for r in tls if r["peer"] == peer and r["test"] == test])
+        parts = []
+        for test, key, what in (("keepalive", "cpu_us", "keep-alive CPU per request"),
+                                ("full", "cpu_us", "CPU per full handshake"),
+                                ("resumed12", "cpu_us", "CPU per resumed TLS 1.2 handshake"),
+                                ("idle", "per_idle", "memory per idle TLS connection")):
+            a, b = tls_med("ringcorn", test, key), tls_med("nginx", test, key)
+            if a is not None and b:
+                parts.append(f"{what} ×{a / b:.2f}")
+        summary.append("**TLS**, ringcorn ÷ nginx (same ECDSA P-256 certificate; lower is better): "
+                       + ", ".join(parts) + ".")
     for s in summary:
         w(f"- {s}")
     w("")
@@ -1288,6 +1324,68 @@ def main():
                                     f"{size_txt} slowly (lower is better)", None, None, None, None,
                                     panels=panels, colors={"per slow reader": "#c44e52", "peak RSS": "#55a868"})
             img(name, "slow-read attack")
+
+    if tls:
+        tpeers = ordered({r["peer"] for r in tls})
+        w("### TLS")
+        w("")
+        w(f"Each server speaks TLS with the same ECDSA P-256 certificate made for the run (ringcorn "
+          f"`--certfile/--keyfile`, rustls with aws-lc-rs; nginx `ssl` with OpenSSL "
+          f"{meta.get('openssl', '?').split()[1] if len(meta.get('openssl', '').split()) > 1 else '?'} and a shared "
+          f"session cache), one worker on CPU {meta['cpus_server']}, the clients on CPU {meta['cpus_load']}, "
+          f"{meta.get('tls_duration', '?')} s per run, a fresh server per round. *Keep-alive*: "
+          f"`wrk -t1 -c64 https://…/`. *Handshakes*: {meta.get('tls_clients', '?')} `openssl s_time` loops at once, "
+          "each a new TCP connection per handshake (and no request): `-new` (full, TLS 1.3), `-reuse` (resuming the "
+          "first session: TLS 1.3, then with `-tls1_2`). The clients' core saturates first, so handshakes/s "
+          "measure the clients; server CPU per handshake is what tells the servers apart (one server core "
+          "could do 1 s ÷ that many). *Idle*: `scripts/tls_hold.py` holds "
+          f"{int(meta.get('tls_hold', 0)):,} TLS connections after one request each, idle "
+          f"{meta.get('idle_settle', '3')} s; (VmRSS after − before) ÷ connections.")
+        w("")
+        w("| peer | " + " | ".join(f"{what}: /s" + " | server CPU µs each" for _, what in TLS_TESTS)
+          + " | idle TLS connection |")
+        w("|---|" + "---:|---:|" * len(TLS_TESTS) + "---:|")
+        for p in tpeers:
+            cells = []
+            for test, _ in TLS_TESTS:
+                rs = [r for r in tls if r["peer"] == p and r["test"] == test]
+                cells.append(med_range([r["rate"] for r in rs], fmt_rate))
+                cells.append(med_range([r["cpu_us"] for r in rs], fmt_cpu))
+            idle = [r["per_idle"] for r in tls if r["peer"] == p and r["test"] == "idle"]
+            w(f"| {LABEL.get(p, p)} | " + " | ".join(cells) + f" | {med_range(idle, fmt_bytes)} |")
+        w("")
+        if "nginx" in tpeers and "ringcorn" in tpeers:
+            def per_round(test, key):
+                out = []
+                for rnd in sorted({r["round"] for r in tls}):
+                    a = [r[key] for r in tls if r["peer"] == "ringcorn" and r["test"] == test and r["round"] == rnd]
+                    b = [r[key] for r in tls if r["peer"] == "nginx" and r["test"] == test and r["round"] == rnd]
+                    if a and b and a[0] is not None and b[0]:
+                        out.append(a[0] / b[0])
+                return out
+            rows = [("keep-alive: server CPU per request", per_round("keepalive", "cpu_us"), 1.0),
+                    ("full handshake: server CPU each", per_round("full", "cpu_us"), TLS_HANDSHAKE_TARGET),
+                    ("resumed (s_time -reuse): server CPU each", per_round("resumed", "cpu_us"), TLS_HANDSHAKE_TARGET),
+                    ("resumed TLS 1.2: server CPU each", per_round("resumed12", "cpu_us"), TLS_HANDSHAKE_TARGET),
+                    ("idle TLS connection: memory", per_round("idle", "per_idle"), 1.0)]
+            w("ringcorn ÷ nginx per round, median (min–max); targets (issue 12): handshakes ≥ 1.5× nginx's, "
+              "here as server CPU per handshake ≤ ×0.67; keep-alive CPU per request and idle memory ≤ ×1.00:")
+            w("")
+            w("| | ratio | target |")
+            w("|---|---:|---|")
+            for what, vals, limit in rows:
+                w(f"| {what} | {med_range(vals, fmt_ratio)} | ≤ {fmt_ratio(limit)}: {verdict(vals, limit)} |")
+            w("")
+        w("To reproduce:")
+        w("")
+        w("```sh")
+        w(f"scripts/bench.sh{' --quick' if quick else ''} --sections tls --peers {','.join(tpeers)} --rounds {rounds}")
+        w(f"taskset -c {meta['cpus_load']} wrk -t1 -c64 -d{meta.get('tls_duration', '?')}s https://127.0.0.1:PORT/")
+        w(f"taskset -c {meta['cpus_load']} openssl s_time -connect 127.0.0.1:PORT -new -time {meta.get('tls_duration', '?')}"
+          f"   # x{meta.get('tls_clients', '?')} at once; -reuse; -reuse -tls1_2")
+        w(f"taskset -c {meta['cpus_load']} python3 scripts/tls_hold.py --port PORT --count {meta.get('tls_hold', '?')} --hold-secs 300")
+        w("```")
+        w("")
 
     # ------------------------------------------------------------ 4. size sweep
     if size_runs:
