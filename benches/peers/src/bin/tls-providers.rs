@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection};
 
 fn configs(provider: CryptoProvider) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
@@ -48,48 +48,22 @@ fn configs(provider: CryptoProvider) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     (Arc::new(server), Arc::new(client))
 }
 
-/// Move what `from` has to send into `to`.
-fn pass(from: &mut impl Flight, to: &mut impl Flight) {
+/// Move what `from` has to send into `to` (a client's or a server's side alike).
+fn pass<A, B>(from: &mut ConnectionCommon<A>, to: &mut ConnectionCommon<B>) {
     let mut wire = Vec::new();
-    while from.wants_write_() {
-        from.write_tls_(&mut wire);
+    while from.wants_write() {
+        from.write_tls(&mut wire).expect("write");
     }
     let mut rest = &wire[..];
     while !rest.is_empty() {
-        to.read_tls_(&mut rest);
+        feed(to, &mut rest);
     }
 }
 
-trait Flight {
-    fn wants_write_(&self) -> bool;
-    fn write_tls_(&mut self, out: &mut Vec<u8>);
-    fn read_tls_(&mut self, input: &mut &[u8]);
-}
-
-impl Flight for ServerConnection {
-    fn wants_write_(&self) -> bool {
-        self.wants_write()
-    }
-    fn write_tls_(&mut self, out: &mut Vec<u8>) {
-        self.write_tls(out).expect("write");
-    }
-    fn read_tls_(&mut self, input: &mut &[u8]) {
-        self.read_tls(input).expect("read");
-        self.process_new_packets().expect("server ok");
-    }
-}
-
-impl Flight for ClientConnection {
-    fn wants_write_(&self) -> bool {
-        self.wants_write()
-    }
-    fn write_tls_(&mut self, out: &mut Vec<u8>) {
-        self.write_tls(out).expect("write");
-    }
-    fn read_tls_(&mut self, input: &mut &[u8]) {
-        self.read_tls(input).expect("read");
-        self.process_new_packets().expect("client ok");
-    }
+/// Give `input` to one side and let it process what arrived.
+fn feed<D>(to: &mut ConnectionCommon<D>, input: &mut &[u8]) {
+    to.read_tls(input).expect("read");
+    to.process_new_packets().expect("tls ok");
 }
 
 /// One handshake (and one small request and answer); returns the server's time.
@@ -111,7 +85,7 @@ fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> (Duratio
         let t = Instant::now();
         let mut rest = &wire[..];
         while !rest.is_empty() {
-            s.read_tls_(&mut rest);
+            feed(&mut s, &mut rest);
         }
         let mut buf = [0u8; 64];
         if let Ok(n) = s.reader().read(&mut buf) {
@@ -128,7 +102,7 @@ fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> (Duratio
         spent += t.elapsed();
         let mut rest = &back[..];
         while !rest.is_empty() {
-            c.read_tls_(&mut rest);
+            feed(&mut c, &mut rest);
         }
         let mut got = Vec::new();
         let _ = c.reader().read_to_end(&mut got);
