@@ -34,6 +34,6 @@ mod worker;
 
 pub use app::{App, Apps, Handler, WorkerInfo};
 pub use config::Config;
-pub use http::{Request, Response, Scheme};
+pub use http::{Request, Response, Scheme, TlsInfo};
 pub use master::{BindError, Running, Server, StartError};
 pub use run::{run, run_apps};

@@ -1271,20 +1271,6 @@ fn an_http10_stream_ends_with_the_connection() {
 // ---------------------------------------------------------------------------------------------
 // 10. Slow readers
 
-fn vm_rss(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    let kb: usize = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS kB");
-    kb * 1024
-}
-
 /// Wait until process `pid` uses (almost) no CPU for 300 ms; false if it does not within
 /// `timeout`.
 fn wait_idle(pid: u32, timeout: Duration) -> bool {
@@ -1350,7 +1336,7 @@ fn slow_readers(query: &str) {
         }
     }
     std::thread::sleep(Duration::from_millis(200));
-    let before = vm_rss(server.pid());
+    let before = common::vm_rss(server.pid());
     let mut slow: Vec<TcpStream> = (0..SLOW)
         .map(|_| {
             let s = connect_with_rcvbuf(addr, 4096);
@@ -1391,7 +1377,7 @@ fn slow_readers(query: &str) {
     eprintln!(
         "slow readers {path}: all had bytes after {first_bytes:?}, server idle after {busy:?}"
     );
-    let after = vm_rss(server.pid());
+    let after = common::vm_rss(server.pid());
     let growth = after.saturating_sub(before);
     let limit = SLOW * 64 * 1024 + 8 * 1024 * 1024;
     eprintln!(

@@ -2,10 +2,12 @@
 //! are installed) against the real server. The certificates are made here by rcgen.
 //!
 //! Covered: TLS 1.3 and 1.2, ALPN, SNI choosing among certificates, resumption across
-//! workers, `https` as the scheme, large and streamed bodies and files over TLS, client
-//! certificates, a mix of plain and TLS addresses, plain HTTP to a TLS port, garbage, a
-//! handshake sent byte by byte, a stalled handshake, certificate errors at start, and
-//! certificates reloaded on HUP.
+//! workers, `https` as the scheme and what the handshake settled (`Request::tls`, the access
+//! log's TLS atoms), large and streamed bodies and files over TLS, client certificates (from
+//! rustls, curl and `openssl s_client`, seen by the handler), a mix of plain and TLS
+//! addresses, plain HTTP to a TLS port, garbage, a handshake sent byte by byte, a stalled
+//! handshake, clients that stop reading, certificate errors at start, and certificates
+//! reloaded on HUP.
 
 mod common;
 
@@ -215,17 +217,33 @@ fn serves_https_over_tls13_and_tls12_with_alpn_and_keep_alive() {
 }
 
 #[test]
-fn requests_know_they_came_over_https() {
+fn requests_know_they_came_over_https_and_what_the_handshake_settled() {
     let dir = TempDir::new("tls-scheme");
     let cert = Cert::new(dir.path(), "a", &["localhost"]);
     let server = serve(&[&cert], &[], "conninfo");
-    let mut s = connect(server.addr(), &client(&[&cert], None), "localhost");
-    let r = get(&mut s, "/");
-    assert!(
-        String::from_utf8_lossy(&r.body).contains("scheme=https"),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    for (version, name) in [
+        (&rustls::version::TLS13, "TLSv1.3"),
+        (&rustls::version::TLS12, "TLSv1.2"),
+    ] {
+        let mut s = connect(server.addr(), &client(&[&cert], Some(version)), "localhost");
+        let r = get(&mut s, "/");
+        let body = String::from_utf8_lossy(&r.body);
+        let suite = s
+            .conn
+            .negotiated_cipher_suite()
+            .and_then(|c| c.suite().as_str())
+            .expect("suite");
+        for line in [
+            "scheme=https".to_string(),
+            format!("tls={name}"),
+            format!("cipher={suite}"),
+            "sni=localhost".into(),
+            "alpn=http/1.1".into(),
+            "client=-".into(),
+        ] {
+            assert!(body.lines().any(|l| l == line), "want {line}:\n{body}");
+        }
+    }
 }
 
 #[test]
@@ -443,16 +461,31 @@ fn a_handshake_sent_byte_by_byte_completes() {
     assert!(plain.starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
 
+/// The subject of the client certificates [`client_ca`] makes.
+const CLIENT_SUBJECT: &str = "CN=client.test";
+
+/// A CA (for `--ca-certs`) and a client certificate it signed, `CN=client.test`.
+fn client_ca(dir: &Path) -> (Cert, Cert) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    let ca = Cert::from_params(dir, "ca", ca_params, None);
+    let mut leaf = rcgen::CertificateParams::new(vec!["client.test".to_string()]).expect("leaf");
+    leaf.distinguished_name = rcgen::DistinguishedName::new();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "client.test");
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = Cert::from_params(dir, "client", leaf, Some(&ca));
+    (ca, client_cert)
+}
+
 #[test]
 fn client_certificates_optional_and_required() {
     let dir = TempDir::new("tls-client-certs");
     let server_cert = Cert::new(dir.path(), "server", &["localhost"]);
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = Cert::from_params(dir.path(), "ca", ca_params, None);
-    let mut leaf = rcgen::CertificateParams::new(vec!["client.test".to_string()]).expect("leaf");
-    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let client_cert = Cert::from_params(dir.path(), "client", leaf, Some(&ca));
+    let (ca, client_cert) = client_ca(dir.path());
     let with_cert = {
         let mut store = RootCertStore::empty();
         store.add(server_cert.der.clone()).expect("root");
@@ -472,16 +505,32 @@ fn client_certificates_optional_and_required() {
         let server = serve(
             &[&server_cert],
             &["--ca-certs", &ca_file, "--cert-reqs", reqs],
-            "hello",
+            "conninfo",
         );
+        // The handler sees the certificate the client showed.
         let mut s = connect(server.addr(), &with_cert, "localhost");
-        assert_eq!(get(&mut s, "/").status, 200, "{reqs}, with a certificate");
+        let r = get(&mut s, "/");
+        assert_eq!(r.status, 200, "{reqs}, with a certificate");
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.lines()
+                .any(|l| l == format!("client={CLIENT_SUBJECT}")),
+            "{reqs}: {body}"
+        );
         let mut s = connect(server.addr(), &without, "localhost");
         let answered = s
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .and_then(|_| read_reply(&mut s))
-            .is_ok_and(|r| r.status == 200);
-        assert_eq!(answered, anonymous_ok, "{reqs}, without a certificate");
+            .ok()
+            .filter(|r| r.status == 200);
+        assert_eq!(
+            answered.is_some(),
+            anonymous_ok,
+            "{reqs}, without a certificate"
+        );
+        if let Some(r) = answered {
+            assert!(String::from_utf8_lossy(&r.body).contains("client=-\n"));
+        }
     }
     // Gunicorn's numbers are accepted; asking for client certificates needs the roots.
     let (c, k) = (
@@ -717,43 +766,109 @@ fn real_clients_curl_and_openssl() {
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, World!");
     }
-    let sess = dir.path().join("sess.pem").display().to_string();
-    let connect_to = format!("127.0.0.1:{port}");
-    let s_client = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new("openssl");
+    for (flag, version) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+        let sess = dir
+            .path()
+            .join(format!("sess{flag}.pem"))
+            .display()
+            .to_string();
+        let first = s_client(port, &ca, &[flag, "-sess_out", &sess]);
+        assert!(first.contains("Verify return code: 0 (ok)"), "{first}");
+        assert!(first.contains("ALPN protocol: http/1.1"), "{first}");
+        assert!(first.contains(&format!("New, {version}")), "{first}");
+        assert!(first.contains("Hello, World!"), "{first}");
+        let second = s_client(port, &ca, &[flag, "-sess_in", &sess]);
+        assert!(
+            second.contains(&format!("Reused, {version}")),
+            "resumed:\n{second}"
+        );
+        assert!(second.contains("Hello, World!"), "{second}");
+    }
+
+    // Client certificates, from both tools, reach the handler; without one, no answer.
+    let (client_ca_cert, client_cert) = client_ca(dir.path());
+    let required = serve(
+        &[&cert],
+        &[
+            "--ca-certs",
+            &client_ca_cert.certfile.display().to_string(),
+            "--cert-reqs",
+            "required",
+        ],
+        "conninfo",
+    );
+    let port = required.addr().port();
+    let (c, k) = (
+        client_cert.certfile.display().to_string(),
+        client_cert.keyfile.display().to_string(),
+    );
+    let want = format!("client={CLIENT_SUBJECT}\n");
+    let shown = s_client(port, &ca, &["-tls1_3", "-cert", &c, "-key", &k]);
+    assert!(
+        shown.contains(&want),
+        "openssl with a certificate:\n{shown}"
+    );
+    let anonymous = s_client(port, &ca, &["-tls1_3"]);
+    assert!(
+        !anonymous.contains("scheme=https"),
+        "answered without a client certificate:\n{anonymous}"
+    );
+    let url = format!("https://localhost:{port}/");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let curl = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new("curl");
         cmd.args([
-            "s_client",
-            "-connect",
-            &connect_to,
-            "-servername",
-            "localhost",
-            "-CAfile",
+            "-sS",
+            "--max-time",
+            "5",
+            "--cacert",
             &ca,
-            "-alpn",
-            "http/1.1",
-            "-tls1_3",
+            "--resolve",
+            &resolve,
         ]);
-        cmd.args(extra);
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("openssl");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .expect("send");
-        std::thread::sleep(Duration::from_millis(500));
-        drop(stdin);
-        let out = child.wait_with_output().expect("output");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        cmd.args(extra).arg(&url);
+        cmd.output().expect("curl")
     };
-    let first = s_client(&["-sess_out", &sess]);
-    assert!(first.contains("Verify return code: 0 (ok)"), "{first}");
-    assert!(first.contains("ALPN protocol: http/1.1"), "{first}");
-    assert!(first.contains("Hello, World!"), "{first}");
-    let second = s_client(&["-sess_in", &sess]);
-    assert!(second.contains("Reused, TLSv1.3"), "resumed:\n{second}");
-    assert!(second.contains("Hello, World!"), "{second}");
+    let out = curl(&["--cert", &c, "--key", &k]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&want),
+        "curl with a certificate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !curl(&[]).status.success(),
+        "curl without a certificate was answered"
+    );
+}
+
+/// `openssl s_client` to 127.0.0.1:`port` (SNI `localhost`, ALPN `http/1.1`, trusting `ca`)
+/// with `extra` arguments: sends one `GET /` and returns what it printed.
+fn s_client(port: u16, ca: &str, extra: &[&str]) -> String {
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-servername",
+        "localhost",
+        "-CAfile",
+        ca,
+        "-alpn",
+        "http/1.1",
+    ]);
+    cmd.args(extra);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("openssl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // The server may already have closed (a refused handshake): a failed write is fine.
+    let _ = stdin.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    let out = child.wait_with_output().expect("output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `--proxy-protocol` with TLS: the PROXY header comes first, in plaintext, then the handshake.
@@ -779,4 +894,133 @@ fn a_proxy_header_before_the_handshake_gives_the_client_address() {
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .and_then(|_| read_reply(&mut bare));
     assert!(failed.is_err(), "served without its PROXY header");
+}
+
+/// The access log shows each request's TLS version, cipher and SNI name (`-` for plain HTTP).
+#[test]
+fn the_access_log_shows_the_tls_version_cipher_and_name() {
+    let dir = TempDir::new("tls-access-log");
+    let cert = Cert::new(dir.path(), "a", &["localhost"]);
+    let log = dir.path().join("access.log");
+    let mut args = cert.args();
+    args.extend(
+        [
+            "--bind",
+            "127.0.0.1:0",
+            "--tls-bind",
+            "127.0.0.2:0",
+            "--workers",
+            "1",
+            "--access-logfile",
+            &log.display().to_string(),
+            "--access-logformat",
+            "%(U)s %(tls_version)s %(tls_cipher)s %(tls_sni)s",
+            "hello",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::spawn(&args);
+    let listening = server.log();
+    let find = |scheme: &str| {
+        server
+            .addrs()
+            .iter()
+            .copied()
+            .find(|a| listening.contains(&format!("Listening at: {scheme}://{a}")))
+            .expect(scheme)
+    };
+    let mut s = connect(find("https"), &client(&[&cert], None), "localhost");
+    assert_eq!(get(&mut s, "/over-tls").status, 200);
+    let suite = s
+        .conn
+        .negotiated_cipher_suite()
+        .and_then(|c| c.suite().as_str())
+        .expect("suite");
+    let mut c = common::connect(find("http"));
+    c.send(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || read().lines().count() >= 2),
+        "{}",
+        read()
+    );
+    let text = read();
+    assert!(
+        text.lines()
+            .any(|l| l == format!("/over-tls TLSv1.3 {suite} localhost")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l == "/plain - - -"), "{text}");
+}
+
+/// TLS clients that ask for 16 MiB and read none of it: the server holds a bounded piece of
+/// each response (it encrypts only what the socket takes), keeps serving others, and cuts
+/// them after `--send-timeout`.
+#[test]
+fn tls_clients_that_stop_reading_hold_bounded_memory_and_are_cut() {
+    const STALLED: usize = 16;
+    const SIZE: usize = 16 * 1024 * 1024;
+    let dir = TempDir::new("tls-stalled");
+    let cert = Cert::new(dir.path(), "a", &["localhost"]);
+    let server = serve(&[&cert], &["--send-timeout", "2"], "bytes");
+    let config = client(&[&cert], None);
+    let request = format!("GET /{SIZE} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    // Warm up (the app's memfd, the worker's buffers, the allocator), then measure.
+    let mut warm = connect(server.addr(), &config, "localhost");
+    assert_eq!(get(&mut warm, &format!("/{SIZE}")).body.len(), SIZE);
+    drop(warm);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = common::vm_rss(server.pid());
+    let name = ServerName::try_from("localhost").expect("name");
+    let stalled: Vec<Tls> = (0..STALLED)
+        .map(|_| {
+            let tcp = common::connect_with_rcvbuf(server.addr(), 4096);
+            let conn = ClientConnection::new(config.clone(), name.clone()).expect("client");
+            let mut s = StreamOwned::new(conn, tcp);
+            // Writing drives the handshake first; then nothing is read.
+            s.write_all(request.as_bytes()).expect("request");
+            s
+        })
+        .collect();
+    // Meanwhile another client is answered.
+    let mut other = connect(server.addr(), &config, "localhost");
+    assert_eq!(get(&mut other, "/13").body.len(), 13);
+    // Their sockets are full by now; the send timeout is still a second away.
+    std::thread::sleep(Duration::from_millis(800));
+    let after = common::vm_rss(server.pid());
+    let growth = after.saturating_sub(before);
+    let limit = STALLED * 256 * 1024 + 8 * 1024 * 1024;
+    eprintln!(
+        "{STALLED} stalled TLS readers: VmRSS +{} KiB (limit +{} KiB)",
+        growth / 1024,
+        limit / 1024
+    );
+    assert!(
+        growth < limit,
+        "{STALLED} stalled TLS readers of {SIZE} bytes grew the server by {growth} bytes (limit {limit})"
+    );
+    // Past the send timeout, each is cut: what reaches it is far short of the response.
+    std::thread::sleep(Duration::from_secs(3));
+    for (i, s) in stalled.into_iter().enumerate() {
+        let mut tcp = s.sock;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 256 * 1024];
+        let cut = loop {
+            match tcp.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    got += n;
+                    if got > SIZE {
+                        break false;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
+                Err(e) => panic!("stalled reader {i}: {e} after {got} bytes"),
+            }
+        };
+        assert!(cut, "stalled reader {i} was sent the whole response");
+    }
+    assert_eq!(get(&mut other, "/13").body.len(), 13);
 }

@@ -1,5 +1,7 @@
 //! `conninfo`: answers with what the request knows of its connection, one `key=value` per
-//! line: `peer`, `local` (`-` over a Unix socket) and `scheme`.
+//! line: `peer`, `local` (`-` over a Unix socket) and `scheme`; over TLS also `tls` (the
+//! version), `cipher`, `sni`, `alpn` and `client` (the subject of the client's certificate),
+//! each `-` when there is none.
 
 use std::io::Write;
 
@@ -18,4 +20,20 @@ pub fn handle(req: &Request<'_>, res: &mut Response<'_>) {
         show(req.local_addr()),
         req.scheme().as_str()
     );
+    if let Some(tls) = req.tls() {
+        let client = tls
+            .client_certs
+            .first()
+            .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map_or_else(|| "-".to_string(), |(_, cert)| cert.subject().to_string());
+        let _ = write!(
+            body,
+            "tls={}\ncipher={}\nsni={}\nalpn={}\nclient={}\n",
+            tls.version,
+            tls.cipher,
+            tls.server_name.as_deref().unwrap_or("-"),
+            tls.alpn.as_deref().unwrap_or("-"),
+            client
+        );
+    }
 }

@@ -5,14 +5,15 @@
 //! Formats are Gunicorn's: `%(NAME)s` atoms (`h l u t r m U q H s B b f a T M D L p`,
 //! `{header}i` for a request header, `{header}o` for a response header) between literal
 //! text, and the presets `common`, `combined` (Gunicorn's default) and `json` (one object
-//! per line). Whatever a client sends cannot break a line: in text formats bytes outside
+//! per line). Over TLS, `tls_version`, `tls_cipher` and `tls_sni` (nginx's `$ssl_protocol`,
+//! `$ssl_cipher`, `$ssl_server_name`; `-` over plain HTTP), and a `tls` object in JSON. Whatever a client sends cannot break a line: in text formats bytes outside
 //! printable ASCII, `"` and `\` are written `\xHH`; in JSON strings are escaped as JSON, and
 //! bytes that are not UTF-8 are written `\\xHH`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::Request;
+use super::{Request, TlsInfo};
 
 /// Gunicorn's default, which is Apache's "combined".
 pub const COMBINED: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
@@ -54,6 +55,10 @@ enum Atom {
     DecimalSeconds,
     /// `p`: `<PID>`.
     Pid,
+    /// `tls_version`, `tls_cipher`, `tls_sni`: what the TLS handshake settled.
+    TlsVersion,
+    TlsCipher,
+    TlsSni,
 }
 
 /// A parsed `--access-logformat`.
@@ -137,10 +142,14 @@ fn atom(name: &str) -> Result<Atom, String> {
         "D" => Atom::Micros,
         "L" => Atom::DecimalSeconds,
         "p" => Atom::Pid,
+        "tls_version" => Atom::TlsVersion,
+        "tls_cipher" => Atom::TlsCipher,
+        "tls_sni" => Atom::TlsSni,
         other => {
             return Err(format!(
                 "unknown atom `%({other})s` (known: h l u t r m U q H s B b f a T M D L p, \
-                 {{header}}i, {{header}}o; or a preset: common, combined, json)"
+                 tls_version, tls_cipher, tls_sni, {{header}}i, {{header}}o; or a preset: \
+                 common, combined, json)"
             ))
         }
     })
@@ -157,6 +166,8 @@ pub struct Entry<'r, 'a> {
     /// The response's header lines as the handler set them (`Name: value\r\n` ...).
     pub response_headers: &'r [u8],
     pub duration: Duration,
+    /// The connection's TLS, if it has any.
+    pub tls: Option<&'r TlsInfo>,
 }
 
 /// A worker's access log: the format and the lines not yet written out.
@@ -269,6 +280,14 @@ impl AccessLog {
                 out.extend_from_slice(self.pid.as_bytes());
                 out.push(b'>');
             }
+            Atom::TlsVersion => text_or_dash(out, e.tls.map(|t| t.version.as_bytes())),
+            Atom::TlsCipher => text_or_dash(out, e.tls.map(|t| t.cipher.as_bytes())),
+            Atom::TlsSni => text_or_dash(
+                out,
+                e.tls
+                    .and_then(|t| t.server_name.as_deref())
+                    .map(str::as_bytes),
+            ),
         }
     }
 
@@ -312,6 +331,18 @@ impl AccessLog {
         );
         out.extend_from_slice(b",\"pid\":");
         out.extend_from_slice(self.pid.as_bytes());
+        out.extend_from_slice(b",\"tls\":");
+        match e.tls {
+            None => out.extend_from_slice(b"null"),
+            Some(t) => {
+                out.extend_from_slice(b"{\"version\":");
+                json_string(out, t.version.as_bytes());
+                out.extend_from_slice(b",\"cipher\":");
+                json_string(out, t.cipher.as_bytes());
+                field(out, "sni", t.server_name.as_deref().map(str::as_bytes));
+                out.push(b'}');
+            }
+        }
         out.push(b'}');
     }
 }
@@ -447,6 +478,11 @@ mod tests {
 
     /// Render `format` for the request in `raw` (answered by a handler that sets a header).
     fn line(format: &str, raw: &[u8], status: u16) -> String {
+        line_over(format, raw, status, None)
+    }
+
+    /// [`line`], over a connection with `tls`.
+    fn line_over(format: &str, raw: &[u8], status: u16, tls: Option<TlsInfo>) -> String {
         let mut ctx = Context::new(Default::default());
         let mut conn = Connection::new();
         conn.receive(raw, &ctx);
@@ -463,6 +499,7 @@ mod tests {
                 body_len: 5,
                 response_headers: b"X-Out: yes\r\n",
                 duration: Duration::from_micros(1234),
+                tls: tls.as_ref(),
             };
             sink.borrow_mut()
                 .record(&entry, UNIX_EPOCH + Duration::from_secs(1_795_168_800));
@@ -494,6 +531,31 @@ mod tests {
             "GET|/a/b|x=1|HTTP/1.1|201|5|0|1|1234|0.001234|h|yes|-\n"
         );
         assert!(line("%(p)s", REQ, 200).starts_with(&format!("<{}>", std::process::id())));
+    }
+
+    #[test]
+    fn tls_atoms_show_the_handshake_and_a_dash_without_one() {
+        let tls = TlsInfo {
+            version: "TLSv1.3",
+            cipher: "TLS13_AES_128_GCM_SHA256",
+            server_name: Some("a.example".into()),
+            alpn: Some("http/1.1".into()),
+            client_certs: Vec::new(),
+        };
+        let format = "%(tls_version)s %(tls_cipher)s %(tls_sni)s";
+        assert_eq!(
+            line_over(format, REQ, 200, Some(tls.clone())),
+            "TLSv1.3 TLS13_AES_128_GCM_SHA256 a.example\n"
+        );
+        assert_eq!(line(format, REQ, 200), "- - -\n");
+        let json = line_over("json", REQ, 200, Some(tls));
+        let v: serde_json::Value = serde_json::from_str(json.trim_end()).expect("valid JSON");
+        assert_eq!(v["tls"]["version"], "TLSv1.3");
+        assert_eq!(v["tls"]["cipher"], "TLS13_AES_128_GCM_SHA256");
+        assert_eq!(v["tls"]["sni"], "a.example");
+        let plain = line("json", REQ, 200);
+        let v: serde_json::Value = serde_json::from_str(plain.trim_end()).expect("valid JSON");
+        assert_eq!(v["tls"], serde_json::Value::Null);
     }
 
     #[test]

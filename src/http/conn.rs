@@ -396,7 +396,7 @@ impl Connection {
     }
 
     /// The connection must begin with a PROXY protocol header (`--proxy-protocol`): its
-    /// source address replaces the peer's ([`Context::conn`], `peer_changed`); a missing or
+    /// source address replaces the peer's ([`Context::conn`], `conn_changed`); a missing or
     /// malformed header closes the connection.
     pub fn expect_proxy_header(&mut self, version: proxy::Version) {
         self.proxy = Some(version);
@@ -418,7 +418,7 @@ impl Connection {
                 self.proxy = None;
                 if let Some(source) = source {
                     ctx.conn.peer = Some(source);
-                    ctx.peer_changed = true;
+                    ctx.conn_changed = true;
                 }
                 true
             }
@@ -537,7 +537,7 @@ impl Connection {
         let forwarded_info;
         head.request.conn = conn;
         if let Some(trusted) = forwarded_allow {
-            let mut info = *conn;
+            let mut info = conn.clone();
             forwarded::apply(&head.request, trusted, &mut info);
             forwarded_info = info;
             head.request.conn = &forwarded_info;
@@ -641,6 +641,7 @@ impl Connection {
                 body_len: body.len(),
                 response_headers: headers,
                 duration: Duration::ZERO,
+                tls: ctx.conn.tls.as_deref(),
             };
             log.record(&entry, SystemTime::now());
         }
@@ -722,6 +723,7 @@ fn answer<H: Handler>(
             body_len,
             response_headers: headers,
             duration: started.elapsed(),
+            tls: request.tls(),
         };
         log.record(&entry, SystemTime::now());
     }

@@ -127,10 +127,10 @@ mod tests {
             sink.set(info);
         };
         conn.process(&mut handler, &mut ctx);
-        out.get()
+        out.take()
     }
 
-    fn peer(info: ConnInfo) -> String {
+    fn peer(info: &ConnInfo) -> String {
         info.peer.map(|p| p.to_string()).unwrap_or_default()
     }
 
@@ -138,11 +138,11 @@ mod tests {
     fn trusted_proxies_are_believed_and_others_are_not() {
         let h = "X-Forwarded-For: 203.0.113.9, 10.0.0.2\r\nX-Forwarded-Proto: https\r\n";
         let info = seen("10.0.0.1:5000", "10.0.0.0/8", h);
-        assert_eq!(peer(info), "203.0.113.9:0");
+        assert_eq!(peer(&info), "203.0.113.9:0");
         assert_eq!(info.scheme, Scheme::Https);
         let info = seen("192.0.2.1:5000", "10.0.0.0/8", h);
         assert_eq!(
-            peer(info),
+            peer(&info),
             "192.0.2.1:5000",
             "an untrusted peer's headers are ignored"
         );
@@ -157,7 +157,7 @@ mod tests {
             "10.0.0.0/8",
             "X-Forwarded-For: 6.6.6.6, 198.51.100.7\r\n",
         );
-        assert_eq!(peer(info), "198.51.100.7:0");
+        assert_eq!(peer(&info), "198.51.100.7:0");
     }
 
     #[test]
@@ -167,7 +167,7 @@ mod tests {
             "127.0.0.1",
             "Forwarded: for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\";proto=https\r\nX-Forwarded-For: 9.9.9.9\r\n",
         );
-        assert_eq!(peer(info), "[2001:db8:cafe::17]:0");
+        assert_eq!(peer(&info), "[2001:db8:cafe::17]:0");
         assert_eq!(info.scheme, Scheme::Https);
     }
 
@@ -179,7 +179,7 @@ mod tests {
             "Forwarded: for=_hidden\r\n",
         ] {
             let info = seen("10.0.0.1:1", "10.0.0.0/8", h);
-            assert_eq!(peer(info), "10.0.0.1:1", "{h}");
+            assert_eq!(peer(&info), "10.0.0.1:1", "{h}");
         }
         let info = seen("10.0.0.1:1", "10.0.0.0/8", "X-Forwarded-Proto: gopher\r\n");
         assert_eq!(info.scheme, Scheme::Http);

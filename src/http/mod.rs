@@ -158,7 +158,7 @@ impl Error {
 
 /// What a request knows of its connection (set by the connection's owner before
 /// [`Connection::process`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnInfo {
     /// The client: the TCP peer, or the address a trusted proxy reported. `None` over a Unix
     /// socket.
@@ -166,6 +166,25 @@ pub struct ConnInfo {
     /// The server's address the connection arrived on. `None` over a Unix socket.
     pub local: Option<std::net::SocketAddr>,
     pub scheme: Scheme,
+    /// What the TLS handshake settled, once it has (`None` over plain HTTP).
+    pub tls: Option<std::sync::Arc<TlsInfo>>,
+}
+
+/// What a TLS connection's handshake settled: what the access log can show and a handler can
+/// ask for ([`Request::tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: &'static str,
+    /// The IANA name of the cipher suite: `TLS13_AES_128_GCM_SHA256`, ...
+    pub cipher: &'static str,
+    /// The name the client asked for (SNI), if it sent one.
+    pub server_name: Option<Box<str>>,
+    /// The protocol ALPN chose (`http/1.1`), if the client offered any.
+    pub alpn: Option<Box<str>>,
+    /// The client's certificate chain (DER, its own certificate first), verified against
+    /// `--ca-certs`; empty when it sent none.
+    pub client_certs: Vec<Box<[u8]>>,
 }
 
 /// What a request knows before its owner says (tests, benches).
@@ -173,6 +192,7 @@ pub(crate) static NO_CONN: ConnInfo = ConnInfo {
     peer: None,
     local: None,
     scheme: Scheme::Http,
+    tls: None,
 };
 
 /// The URL scheme requests arrive with.
@@ -202,8 +222,9 @@ pub struct Context {
     pub conn: ConnInfo,
     /// `--access-logfile`: lines are rendered here, written out by the worker.
     pub access_log: Option<access_log::AccessLog>,
-    /// A PROXY header replaced `conn.peer`: the owner keeps the new one for the connection.
-    pub peer_changed: bool,
+    /// A PROXY header replaced `conn.peer`, or a TLS handshake set `conn.tls`: the owner keeps
+    /// the new [`ConnInfo`] for the connection.
+    pub conn_changed: bool,
     /// `--forwarded-allow-ips`: peers whose forwarding headers are believed.
     pub forwarded_allow: Option<crate::config::Cidrs>,
     /// What the worker counts for its metrics (responses, refusals ...), kept here by the

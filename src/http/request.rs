@@ -3,7 +3,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::{is_token_byte, ConnInfo, Error, Limits, Scheme, NO_CONN};
+use super::{is_token_byte, ConnInfo, Error, Limits, Scheme, TlsInfo, NO_CONN};
 
 /// Headers a request may carry; `Limits::max_header_count` may only lower this.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -89,6 +89,12 @@ impl<'a> Request<'a> {
     /// `http` (or `https` over TLS).
     pub fn scheme(&self) -> Scheme {
         self.conn.scheme
+    }
+
+    /// What the TLS handshake settled (version, cipher, SNI, ALPN, the client's certificate):
+    /// `None` over plain HTTP.
+    pub fn tls(&self) -> Option<&'a TlsInfo> {
+        self.conn.tls.as_deref()
     }
 }
 

@@ -11,9 +11,9 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
 
-use crate::http::{proxy, Connection, Context, Plan, Want};
+use crate::http::{proxy, Connection, Context, Plan, TlsInfo, Want};
 use crate::metrics::Counter;
 
 /// Room for one read of ciphertext: a whole TLS record (16 KiB of plaintext, its header and
@@ -126,7 +126,7 @@ impl Session {
                     self.proxy = None;
                     if let Some(source) = source {
                         ctx.conn.peer = Some(source);
-                        ctx.peer_changed = true;
+                        ctx.conn_changed = true;
                     }
                 }
             }
@@ -160,6 +160,8 @@ impl Session {
                     if self.state == State::Handshaking && !self.tls.is_handshaking() {
                         self.state = State::Open;
                         ctx.counters.add(Counter::TlsHandshakes, 1);
+                        ctx.conn.tls = Some(Arc::new(self.settled()));
+                        ctx.conn_changed = true;
                     }
                 }
                 Err(e) => {
@@ -181,6 +183,36 @@ impl Session {
         }
         self.queue();
         moved
+    }
+
+    /// What the finished handshake settled.
+    fn settled(&self) -> TlsInfo {
+        let version = match self.tls.protocol_version() {
+            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "-",
+        };
+        let cipher = self
+            .tls
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("-");
+        TlsInfo {
+            version,
+            cipher,
+            server_name: self.tls.server_name().map(Box::from),
+            alpn: self
+                .tls
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into()),
+            client_certs: self
+                .tls
+                .peer_certificates()
+                .unwrap_or_default()
+                .iter()
+                .map(|c| Box::from(c.as_ref()))
+                .collect(),
+        }
     }
 
     /// Move decrypted plaintext into `http`. Returns (whether any moved, whether `http` had

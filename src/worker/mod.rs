@@ -599,6 +599,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             peer: sock.peer_addr().ok().and_then(|a| a.as_socket()),
             local,
             scheme: Scheme::Http,
+            tls: None,
         }
     }
 
@@ -863,15 +864,15 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             conn.started = self.now;
         }
         self.ctx.counters.add(Counter::BytesIn, result as u64);
-        self.ctx.conn = conn.info;
+        self.ctx.conn.clone_from(&conn.info);
         match &mut conn.tls {
             None => conn.http.received(result as usize),
             Some(tls) => tls.received(result as usize, &mut conn.http, &mut self.ctx),
         }
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
-        if self.ctx.peer_changed {
-            self.ctx.peer_changed = false;
-            conn.info.peer = self.ctx.conn.peer;
+        if self.ctx.conn_changed {
+            self.ctx.conn_changed = false;
+            conn.info.clone_from(&self.ctx.conn);
         }
         self.count(key, answered);
         let conn = &mut self.conns[key];
@@ -907,7 +908,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             return self.arm_send(key);
         }
         // Output flushed: answer requests still buffered (pipelining past the high-water mark).
-        self.ctx.conn = conn.info;
+        self.ctx.conn.clone_from(&conn.info);
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
         if answered > 0 {
             self.count(key, answered);
@@ -955,7 +956,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Want::Read if conn.tls.as_ref().is_some_and(|t| t.holds_input()) => {
                 // Decrypted input the connection had no room for before: give it now, rather
                 // than read more.
-                self.ctx.conn = conn.info;
+                self.ctx.conn.clone_from(&conn.info);
                 let Some(tls) = conn.tls.as_mut() else {
                     return Ok(());
                 };
@@ -1087,7 +1088,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                 // Too slow to send its request: say so before closing. The receive in flight
                 // owns the input buffer, not the (empty) output, and the socket is blocking,
                 // so the send must not wait.
-                self.ctx.conn = conn.info;
+                self.ctx.conn.clone_from(&conn.info);
                 conn.http.time_out(&mut self.ctx);
                 let out = match &mut conn.tls {
                     None => conn.http.output(),

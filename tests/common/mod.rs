@@ -1216,6 +1216,19 @@ pub fn raise_nofile_limit(want: u64) -> u64 {
     }
 }
 
+/// The resident memory of process `pid`, in bytes (VmRSS, from /proc/PID/status).
+pub fn vm_rss(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    let kb: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS kB in /proc/PID/status");
+    kb * 1024
+}
+
 /// CPU time (user + system, all threads) the process `pid` has used so far, from
 /// /proc/PID/stat.
 pub fn process_cpu_time(pid: u32) -> Duration {
