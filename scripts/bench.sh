@@ -54,6 +54,10 @@ Options (defaults of the full mode; --quick changes those marked *):
                         at 64, a run of a few seconds finishes only a handful of 16 MiB responses
                         per connection, and the ones still in flight when wrk stops (CPU spent,
                         no request counted) skew CPU per request
+  --size-focus-rounds N * rounds at 1 MiB, the size of issue 11's target, for ringcorn bytes,
+                        ringcorn static and nginx (9; quick 1): past --rounds, those three
+                        alternate alone there, since one server's 1 MiB figure moves by a
+                        third between rounds and 3 rounds' median moves with it
   --warmup S            * unrecorded wrk warm-up per peer and mode before round 1 (1; quick 0)
   --connections LIST    * wrk connection counts (1,64,256,1024; quick 64)
   --depth N             pipeline depth (16)
@@ -98,12 +102,13 @@ log() { echo "bench.sh: $*" >&2; }
 QUICK=0
 for a in "$@"; do [[ "$a" == --quick ]] && QUICK=1; done
 if (( QUICK )); then
-    ROUNDS=1; DURATION=1; SIZE_DURATION=1; WARMUP=0; CONNECTIONS="64"; SCALE_CONNS=64
+    ROUNDS=1; DURATION=1; SIZE_DURATION=1; WARMUP=0; CONNECTIONS="64"; SCALE_CONNS=64; SIZE_FOCUS_ROUNDS=1
     SCALE_MODES="pipelined"; LAT_DURATION=1; LAT_WARMUP=0; SLOW_CONNS=100; SLOW_DURATION=10
     SECTIONS="throughput,latency,memory,sizes,slowread,tls,scaling,callgrind"
     TLS_DURATION=2; TLS_HOLD=1000
 else
     ROUNDS=3; DURATION=4; SIZE_DURATION=3; WARMUP=1; CONNECTIONS="1,64,256,1024"; SCALE_CONNS=256
+    SIZE_FOCUS_ROUNDS=9
     SCALE_MODES="plain pipelined"; LAT_DURATION=5; LAT_WARMUP=1; SLOW_CONNS=400; SLOW_DURATION=30
     SECTIONS="throughput,latency,memory,sizes,slowread,tls,scaling,callgrind,criterion"
     TLS_DURATION=5; TLS_HOLD=10000
@@ -139,6 +144,7 @@ while [[ $# -gt 0 ]]; do
         --duration) DURATION="${2:?--duration needs a value}"; shift 2 ;;
         --size-duration) SIZE_DURATION="${2:?--size-duration needs a value}"; shift 2 ;;
         --size-large-connections) SIZE_LARGE_CONNS="${2:?needs a value}"; shift 2 ;;
+        --size-focus-rounds) SIZE_FOCUS_ROUNDS="${2:?needs a value}"; shift 2 ;;
         --warmup) WARMUP="${2:?--warmup needs a value}"; shift 2 ;;
         --connections) CONNECTIONS="${2:?--connections needs a value}"; shift 2 ;;
         --depth) DEPTH="${2:?--depth needs a value}"; shift 2 ;;
@@ -170,7 +176,7 @@ done
 [[ -n "$SLOW_SEND_TIMEOUT" ]] || SLOW_SEND_TIMEOUT=$(( ${SLOW_DURATION//[^0-9]/} + 60 ))
 for v in ROUNDS DURATION SIZE_DURATION WARMUP DEPTH SCALE_CONNS GUNICORN_MAX_CONNS LAT_RATE \
          GUNICORN_RATE LAT_CONNS LAT_DURATION HOLD CG_N SIZE_LARGE_CONNS SLOW_CONNS SLOW_DURATION \
-         SLOW_RATE SLOW_SEND_TIMEOUT; do
+         SLOW_RATE SLOW_SEND_TIMEOUT SIZE_FOCUS_ROUNDS; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
 done
 (( ROUNDS >= 1 && DURATION >= 1 && SIZE_DURATION >= 1 && DEPTH >= 1 && SCALE_CONNS >= 1 \
@@ -221,6 +227,7 @@ scale_cpus_for() { local w="$1"; echo "${SCALE_CPU_LIST[*]:0:$w}" | tr ' ' ','; 
 
 SIZES=(13 4096 65536 1048576 16777216)
 SIZE_LARGE=16777216    # sizes from this up are measured with SIZE_LARGE_CONNS connections
+SIZE_FOCUS=1048576     # measured in SIZE_FOCUS_ROUNDS rounds by SIZE_FOCUS_PEERS
 size_conns() { (( $1 >= SIZE_LARGE )) && echo "$SIZE_LARGE_CONNS" || echo "$SIZE_CONNS"; }
 SLOW_SIZE=1048576      # what the slow readers ask for ...
 SLOW_PROBE=/13         # ... and what the normal client does (13 bytes from every slow-read peer)
@@ -230,6 +237,7 @@ LAT_PEERS="$TP_PEERS"
 MEM_PEERS="$(pick "ringcorn ringcorn-epoll nginx ceiling hyper-peer uring-peer")"
 SIZE_PEERS="$(pick "ringcorn ringcorn-static ringcorn-epoll nginx hyper-peer uring-peer")"
 SLOW_PEERS="$(pick "ringcorn ringcorn-static nginx")"
+SIZE_FOCUS_PEERS="$(pick "ringcorn ringcorn-static nginx")"
 TLS_PEERS="$(pick "ringcorn nginx")"
 SCALE_PEERS="$(pick "ringcorn ringcorn-process ringcorn-epoll nginx ceiling hyper-peer uring-peer")"
 
@@ -278,6 +286,7 @@ if "memory" in sec:
     t += r * nmem * $OV_MEM
 if "sizes" in sec:
     t += r * nsz * nsize * (sdur + $OV_RUN) + nsize * ($OV_START + $OV_SIZE_CHECK) + 2
+    t += max(0, $SIZE_FOCUS_ROUNDS - r) * $(wc -w <<< "$SIZE_FOCUS_PEERS") * (sdur + $OV_RUN)
 if "slowread" in sec:
     t += r * nslow * (slowdur + $OV_SLOW)
 if "scaling" in sec:
@@ -290,7 +299,7 @@ print(round(t))
 EOF
 }
 EST_THIS="$(estimate "$ROUNDS" "$DURATION" "$SIZE_DURATION" "$WARMUP" "${CONN_LIST[*]}" "$LAT_DURATION" "$LAT_WARMUP" "$(section criterion && echo 1 || echo 0)" "$SLOW_DURATION")"
-EST_FULL="$(SECTIONS="$ALL_SECTIONS" SCALE_MODES="plain pipelined" estimate 3 4 3 1 "1 64 256 1024" 5 1 1 30)"
+EST_FULL="$(SECTIONS="$ALL_SECTIONS" SCALE_MODES="plain pipelined" SIZE_FOCUS_ROUNDS=9 estimate 3 4 3 1 "1 64 256 1024" 5 1 1 30)"
 log "estimated measuring time: $EST_THIS s ($(( EST_THIS / 60 )) min $(( EST_THIS % 60 )) s), builds not counted; the full mode: about $(( EST_FULL / 60 )) min"
 
 # ---------------------------------------------------------------- tools
@@ -791,6 +800,12 @@ if section sizes && [[ -n "$SIZE_PEERS" ]]; then
             for p in $SIZE_PEERS; do run_wrk sizes "$r" "sz-$p" plain "$(size_conns "$n")" "/$n" "$SIZE_DURATION"; done
         done
     done
+    # More rounds where the target is, for the peers it compares.
+    for (( r = ROUNDS + 1; r <= SIZE_FOCUS_ROUNDS; r++ )); do
+        for p in $SIZE_FOCUS_PEERS; do
+            run_wrk sizes "$r" "sz-$p" plain "$(size_conns "$SIZE_FOCUS")" "/$SIZE_FOCUS" "$SIZE_DURATION"
+        done
+    done
     for p in $SIZE_PEERS; do stop_instance "sz-$p"; done
     section_done sizes
 fi
@@ -1101,6 +1116,9 @@ META="$RAW/meta.tsv"
     printf 'size_connections\t%s\n' "$SIZE_CONNS"
     printf 'size_large_connections\t%s\n' "$SIZE_LARGE_CONNS"
     printf 'size_large\t%s\n' "$SIZE_LARGE"
+    printf 'size_focus\t%s\n' "$SIZE_FOCUS"
+    printf 'size_focus_rounds\t%s\n' "$SIZE_FOCUS_ROUNDS"
+    printf 'size_focus_peers\t%s\n' "$(tr ' ' ',' <<< "$SIZE_FOCUS_PEERS")"
     printf 'slow_connections\t%s\n' "$SLOW_CONNS"
     printf 'slow_duration\t%s\n' "$SLOW_DURATION"
     printf 'slow_rate\t%s\n' "$SLOW_RATE"

@@ -488,6 +488,11 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def and_list(items):
+    """`a`, `a and b`, `a, b and c`."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def fmt_ratio(v):
     if v is None:
         return "—"
@@ -1394,6 +1399,10 @@ def main():
         conns_at = {sz: sorted({r["conns"] for r in size_runs if size_of(r) == sz}) for sz in sizes}
         usual = statistics.mode([c for sz in sizes for c in conns_at[sz]])
         fewer = [sz for sz in sizes if conns_at[sz] != [usual]]
+        fsize = int(meta.get("size_focus", BYTES_CPU_TARGET[0]))
+        frounds = len({r["round"] for r in size_runs if size_of(r) == fsize})
+        fpeers = [p for p in speers
+                  if len({r["round"] for r in size_runs if r["peer"] == p and size_of(r) == fsize}) == frounds]
         w("## 4. Response size sweep")
         w("")
         w("`GET /N` answers N bytes: ringcorn's `bytes` app (nothing built per request: under 64 KiB a static block, copied "
@@ -1403,6 +1412,10 @@ def main():
           f"{usual} connections"
           + "".join(f" ({', '.join(map(str, conns_at[sz]))} at {SIZE_LABEL.get(sz, f'{sz} B')})" for sz in fewer)
           + f", {meta['size_duration']} s per run, one worker; the peers alternate within each round."
+          + (f" At {SIZE_LABEL.get(fsize, f'{fsize} B')}, the size of the `bytes` target, "
+             f"{and_list([slabel(p) for p in fpeers])} ran {frounds} rounds (the others {rounds}): one "
+             "server's figure there moves by as much as a third from round to round, and the median of 3 "
+             "rounds moves with it." if frounds > rounds else "")
           + (" Fewer connections for the largest responses: with 64, a run of a few seconds finishes only a "
              "handful of 16 MiB responses per connection, and the ones still in flight when wrk stops (server "
              "CPU spent, no request counted) would skew CPU per request; with fewer that share is small, and "
@@ -1462,6 +1475,7 @@ def main():
         w("```sh")
         w(f"scripts/bench.sh{' --quick' if quick else ''} --sections sizes --peers {','.join(speers)} "
           f"--rounds {rounds} --size-duration {meta['size_duration']}"
+          + (f" --size-focus-rounds {frounds}" if frounds > rounds else "")
           + (f" --size-large-connections {meta['size_large_connections']}" if meta.get("size_large_connections") else ""))
         for p in speers:
             if f"sz-{p}" in cmds:
