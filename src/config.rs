@@ -53,6 +53,9 @@ pub struct Config {
     pub body_temp_dir: Option<PathBuf>,
     /// Workers as threads of the master, or as forked processes (Gunicorn's model).
     pub worker_class: WorkerClass,
+    /// `--threads`: handler threads per worker, for handlers that block (0: handlers run on
+    /// the worker's own thread).
+    pub threads: usize,
     /// `--backend`: the workers' I/O driver.
     pub backend: Backend,
     /// A worker whose loop has not turned for this long is reported (and, as a process,
@@ -141,6 +144,7 @@ impl Default for Config {
             max_connections: 10_000,
             limits: Limits::default(),
             worker_class: WorkerClass::Thread,
+            threads: 0,
             backend: Backend::Auto,
             timeout: Duration::from_secs(30),
             max_requests: 0,
@@ -285,6 +289,19 @@ pub struct Cli {
     /// Run workers as threads of the master or as forked processes (Gunicorn's model).
     #[arg(long, value_enum, default_value_t = WorkerClass::Thread, env = "RINGCORN_WORKER_CLASS")]
     pub worker_class: WorkerClass,
+
+    /// Handler threads per worker, for handlers that block (Gunicorn's gthread): the worker's
+    /// loop hands each request to one of them and keeps serving its other connections
+    /// meanwhile. 0 runs handlers on the worker's own thread (the fastest, for handlers that
+    /// never block).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=1024),
+        env = "RINGCORN_THREADS"
+    )]
+    pub threads: u32,
 
     /// The workers' I/O: `io_uring`, `epoll` (where io_uring is blocked: container seccomp
     /// profiles, `kernel.io_uring_disabled`), or `auto`: io_uring where it can be had, else
@@ -638,6 +655,7 @@ impl Cli {
                 ..Limits::default()
             },
             worker_class: self.worker_class,
+            threads: self.threads as usize,
             backend: self.backend,
             timeout: Duration::from_secs(self.timeout),
             max_requests: self.max_requests,

@@ -389,6 +389,7 @@ impl<H: Handler> Sans<H> {
                     }
                 }
                 Want::Close => return Want::Close,
+                Want::Wait => panic!("waiting, with the handler inline"),
             }
         }
     }

@@ -6,7 +6,8 @@
 //! (random chunk sizes, hex case, leading zeros, extensions, trailers that must be ignored),
 //! HTTP/1.0 keep-alive, `Expect: 100-continue`, leading CRLFs; the last request may close.
 //! Each stream is fed (a) in one piece, (b) split at random points, (c) byte by byte (short
-//! streams), through the sans-IO `Connection` as the worker drives it.
+//! streams), through the sans-IO `Connection` as the worker drives it, and (d) split, with every
+//! request handed over as a job and answered from it, as `--threads` does.
 //!
 //! Cases: 128 by default, from a fixed seed so CI is deterministic. Explore more with e.g.
 //! `PROPTEST_CASES=2000 PROPTEST_RNG_SEED=7 cargo test --release --test split_property`.
@@ -17,7 +18,7 @@ use std::rc::Rc;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed};
-use ringcorn::http::{Connection, Context, Limits, Want};
+use ringcorn::http::{Connection, Context, Defer, Limits, Want};
 use ringcorn::{Request, Response};
 
 const CASES: u32 = 128;
@@ -436,11 +437,13 @@ struct Seen {
 }
 
 /// Feed `pieces` (one read each, or several where a read does not fit) the way the worker does:
-/// flush output before receiving, stop once the connection wants to close. Returns everything
-/// sent, what the handler saw, and want() at the end.
+/// flush output before receiving, stop once the connection wants to close. With `as_jobs`,
+/// each request is handed over as a job and answered from it (as `--threads` does, here on
+/// the same thread). Returns everything sent, what the handler saw, and want() at the end.
 fn feed<'a>(
     ctx: &mut Context,
     pieces: impl IntoIterator<Item = &'a [u8]>,
+    as_jobs: bool,
 ) -> (Vec<u8>, Vec<Seen>, Want) {
     let log: Rc<RefCell<Vec<Seen>>> = Rc::default();
     let seen = log.clone();
@@ -484,7 +487,17 @@ fn feed<'a>(
             assert!(n > 0, "want() is Read but there is no room to receive");
             rest = &rest[n..];
             loop {
-                conn.process(&mut handler, ctx);
+                if as_jobs {
+                    conn.process(&mut Defer, ctx);
+                    if let Some(job) = conn.take_job() {
+                        assert_eq!(conn.want(), Want::Wait, "a job is out");
+                        let (reply, pump) = (*job).answer(&mut handler);
+                        assert!(pump.is_none(), "no streams here");
+                        conn.finish(reply, ctx);
+                    }
+                } else {
+                    conn.process(&mut handler, ctx);
+                }
                 if conn.want() != Want::Write {
                     break;
                 }
@@ -651,16 +664,22 @@ fn check_stream(reqs: &[Req], splits: &[Index], limits: Limits) -> Result<(), Te
         Want::Read
     };
 
-    let whole = feed(&mut ctx, [stream.as_slice()]);
-    let split = feed(&mut ctx, pieces.iter().copied());
+    let whole = feed(&mut ctx, [stream.as_slice()], false);
+    let split = feed(&mut ctx, pieces.iter().copied(), false);
+    let jobs = feed(&mut ctx, pieces.iter().copied(), true);
     let runs = if stream.len() <= BYTEWISE_MAX {
         vec![
             ("whole", whole),
             ("split", split),
-            ("byte by byte", feed(&mut ctx, stream.chunks(1))),
+            ("split, answered as jobs", jobs),
+            ("byte by byte", feed(&mut ctx, stream.chunks(1), false)),
         ]
     } else {
-        vec![("whole", whole), ("split", split)]
+        vec![
+            ("whole", whole),
+            ("split", split),
+            ("split, answered as jobs", jobs),
+        ]
     };
     for (name, (out, handler_saw, end)) in &runs {
         check_output(out, reqs, &expected)

@@ -316,28 +316,31 @@ fn resumes_everywhere(server: &Server, cert: &Cert, class: &str) {
 fn large_streamed_and_file_bodies_arrive_whole_over_tls() {
     let dir = TempDir::new("tls-bodies");
     let cert = Cert::new(dir.path(), "a", &["localhost"]);
-    let server = serve(&[&cert], &[], "bytes");
-    let mut s = connect(server.addr(), &client(&[&cert], None), "localhost");
-    for path in [
-        "/13",
-        "/1048576",
-        "/3000000?body=stream",
-        "/200000?body=vec",
-        "/70000?body=shared",
-        "/5000000",
-    ] {
-        let r = get(&mut s, path);
-        assert_eq!(r.status, 200, "{path}");
-        let n: usize = path[1..]
-            .split('?')
-            .next()
-            .unwrap_or("0")
-            .parse()
-            .expect("size");
-        assert_eq!(r.body.len(), n, "{path}");
-        assert!(r.body.iter().all(|&b| b == b'x'), "{path}");
+    // Handlers on the worker's thread, and on handler threads (`--threads`): a stream then
+    // crosses from its thread through the feed, a file by its own descriptor.
+    for extra in [&[][..], &["--threads", "2"]] {
+        let server = serve(&[&cert], extra, "bytes");
+        let mut s = connect(server.addr(), &client(&[&cert], None), "localhost");
+        for path in [
+            "/13",
+            "/1048576",
+            "/3000000?body=stream",
+            "/200000?body=vec",
+            "/70000?body=shared",
+            "/5000000",
+        ] {
+            let r = get(&mut s, path);
+            assert_eq!(r.status, 200, "{path} {extra:?}");
+            let n: usize = path[1..]
+                .split('?')
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .expect("size");
+            assert_eq!(r.body.len(), n, "{path} {extra:?}");
+            assert!(r.body.iter().all(|&b| b == b'x'), "{path} {extra:?}");
+        }
     }
-    drop(server);
     let root = dir.path().join("root");
     std::fs::create_dir(&root).expect("root");
     let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();

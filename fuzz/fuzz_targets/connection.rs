@@ -14,7 +14,9 @@
 //!                         1 byte by byte, 2 as much as fits, 3 fixed size (1 byte: size-1)
 //!               bit  7    the drain happens between process() and the send (output pending)
 //! byte 1  send  bit  7    park() before each read (as the worker parks an idle connection)
-//!               bits 0-6  0: each send takes all the output; k: at most k bytes per send
+//!               bit  6    each request is handed over as a job and answered from it (the
+//!                         path of `--threads`, here on the same thread)
+//!               bits 0-5  0: each send takes all the output; k: at most k bytes per send
 //! [6 bytes custom limits] [D] [T] [split parameters] then the bytes the client sends
 //! ```
 //!
@@ -49,7 +51,7 @@ use std::rc::Rc;
 use std::sync::{Once, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use ringcorn::http::{Connection, Context, Limits, Want};
+use ringcorn::http::{Connection, Context, Defer, Limits, Want};
 use ringcorn::{Request, Response};
 
 // Constants of src/http/conn.rs and src/http/response.rs the bounds are derived from (private
@@ -182,6 +184,8 @@ struct Plan<'a> {
     limits: Limits,
     /// park() before each read.
     park: bool,
+    /// Requests are answered as jobs.
+    as_jobs: bool,
     panics: bool,
     events: Events,
     /// At most this many bytes per send (0: all).
@@ -195,7 +199,7 @@ impl<'a> Plan<'a> {
         let mut r = Reader(input);
         let cfg = r.byte()?;
         let send = r.byte()?;
-        let send_size = usize::from(send & 0x7f);
+        let send_size = usize::from(send & 0x3f);
         let limits = match cfg & 3 {
             0 => Limits::default(),
             1 => Limits {
@@ -267,6 +271,7 @@ impl<'a> Plan<'a> {
         Some(Plan {
             limits,
             park: send & 0x80 != 0,
+            as_jobs: send & 0x40 != 0,
             panics: cfg & 4 != 0,
             events,
             send_size,
@@ -573,6 +578,7 @@ fn drive(plan: &Plan<'_>, pieces: &[&[u8]], events: &Events, ctx: &mut Context) 
             match conn.want() {
                 Want::Close => break 'reads,
                 Want::Write => fail(plan, "output left unsent before a receive"),
+                Want::Wait => fail(plan, "waiting, with every handler inline"),
                 Want::Read => {}
             }
             let n = conn.receive(rest, ctx);
@@ -583,7 +589,21 @@ fn drive(plan: &Plan<'_>, pieces: &[&[u8]], events: &Events, ctx: &mut Context) 
             rest = &rest[n..];
             check(&conn, "after receive()");
             loop {
-                conn.process(&mut handler, ctx);
+                if plan.as_jobs {
+                    conn.process(&mut Defer, ctx);
+                    if let Some(job) = conn.take_job() {
+                        if conn.want() != Want::Wait {
+                            fail(plan, "a job is out but the connection does not wait");
+                        }
+                        let (reply, pump) = (*job).answer(&mut handler);
+                        if pump.is_some() {
+                            fail(plan, "a pump for a handler without streams");
+                        }
+                        conn.finish(reply, ctx);
+                    }
+                } else {
+                    conn.process(&mut handler, ctx);
+                }
                 IN_HANDLER.with(|h| h.set(false));
                 check(&conn, "after process()");
                 if let Some(ev) = events.drain {

@@ -228,6 +228,7 @@ fuzz_target!(|data: &[u8]| {
         );
         match session.want(&http) {
             Want::Close => break,
+            Want::Wait => panic!("waiting, with every handler inline"),
             Want::Write => {
                 if !session.has_output() {
                     session.encrypt(&mut http, &mut scratch);

@@ -146,6 +146,7 @@ pub fn print_config(cli: &Cli) -> String {
     }
     put("log-level", enum_name(cli.log_level));
     put("worker-class", enum_name(cli.worker_class));
+    put("threads", int(u64::from(cli.threads)));
     put("backend", enum_name(cli.backend));
     put("timeout", int(cli.timeout));
     put("max-requests", int(cli.max_requests));

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::access_log::Entry;
 use super::body::ChunkedDecoder;
 use super::forwarded;
+use super::offload::{Job, Reply, Respond};
 use super::outgoing::{self, Delimit, Plan, Pulled, Source, Tail};
 use super::proxy;
 use super::request::{parse_head, Framing, HeaderSlots, MAX_HEADERS};
@@ -20,7 +21,6 @@ use super::response::{self, encode, encode_head, has_body, Length, CONTINUE};
 use super::spool::{Spool, Spooled};
 use super::{Context, Error, Request, Response};
 use crate::metrics::{Counter, Counters};
-use crate::Handler;
 
 /// The first read buffer of a connection; it grows only for a request that needs more.
 const READ_SIZE: usize = 4096;
@@ -50,6 +50,10 @@ pub enum Want {
     Read,
     /// Close the connection: everything owed has been sent.
     Close,
+    /// Nothing to do until its owner hears back: the request under way is being answered
+    /// elsewhere ([`Connection::take_job`], then [`Connection::finish`]), or its streamed
+    /// body has nothing ready yet ([`Connection::resume`]).
+    Wait,
 }
 
 /// Progress on the request at the start of the input, kept while its body arrives.
@@ -134,6 +138,10 @@ pub struct Connection {
     draining: bool,
     /// `--proxy-protocol`: the PROXY header still expected before the first request.
     proxy: Option<proxy::Version>,
+    /// A request was handed over to be answered elsewhere; the ones after it wait.
+    awaiting: bool,
+    /// ... and this is it, until the owner takes it.
+    job: Option<Box<Job>>,
 }
 
 impl Connection {
@@ -199,8 +207,9 @@ impl Connection {
 
     /// Answer every complete request buffered, in order, into the output (until the output
     /// reaches its high-water mark: then flush and call again). Returns how many requests were
-    /// answered or refused.
-    pub fn process<H: Handler>(&mut self, handler: &mut H, ctx: &mut Context) -> usize {
+    /// answered or refused. A request `responder` leaves unanswered stops the loop: it waits
+    /// as a job ([`Self::take_job`]), and the ones after it wait for its [`Self::finish`].
+    pub fn process<R: Respond>(&mut self, responder: &mut R, ctx: &mut Context) -> usize {
         if let Some(version) = self.proxy {
             if !self.take_proxy_header(version, ctx) {
                 return 0;
@@ -211,8 +220,9 @@ impl Connection {
             && self.start < self.filled
             && self.output.len() < OUTPUT_HIGH_WATER
             && self.tail.is_none()
+            && !self.awaiting
         {
-            match self.next_request(handler, ctx) {
+            match self.next_request(responder, ctx) {
                 Some(used) => {
                     self.start += used;
                     self.pending = Pending::default();
@@ -316,17 +326,67 @@ impl Connection {
                 self.tail = None;
                 self.close_after_flush = true;
             }
+            Pulled::Wait => {}
+        }
+    }
+
+    /// The request handed over as a job, once (see [`Self::process`]).
+    pub fn take_job(&mut self) -> Option<Box<Job>> {
+        self.job.take()
+    }
+
+    /// Encode the reply to the job this connection handed over; the requests after it can be
+    /// answered again. Returns how many were answered (1).
+    pub fn finish(&mut self, reply: Reply, ctx: &mut Context) -> usize {
+        self.awaiting = false;
+        let Reply {
+            job,
+            status,
+            close,
+            mut headers,
+            mut body,
+            handed,
+        } = reply;
+        let called = Called {
+            status,
+            close: close || !job.keep_alive || self.draining,
+            source: handed.map(|h| h.into_source()),
+        };
+        let started = ctx.access_log.as_ref().map(|_| job.started);
+        let scratch = Scratch {
+            headers: &mut headers,
+            body: &mut body,
+            date: &ctx.date,
+            log: &mut ctx.access_log,
+            counters: &mut ctx.counters,
+        };
+        let (out, tail) = (&mut self.output, &mut self.tail);
+        let close = job.with_request(|req| {
+            encode_answer(req, job.is_head, called, started, out, tail, scratch)
+        });
+        self.answered(close);
+        1
+    }
+
+    /// The streamed body that was waiting has bytes (or its end): take them.
+    pub fn resume(&mut self) {
+        if self.sent == self.output.len() && self.tail.as_ref().is_some_and(|t| t.is_stream()) {
+            self.pull();
         }
     }
 
     /// What to do next.
     pub fn want(&self) -> Want {
-        if self.sent < self.output.len() || self.tail.is_some() {
-            Want::Write
-        } else if self.close_after_flush {
-            Want::Close
-        } else {
-            Want::Read
+        if self.sent < self.output.len() {
+            return Want::Write;
+        }
+        match &self.tail {
+            // A stream's pull leaves the output empty only when it has nothing yet.
+            Some(tail) if tail.is_stream() => Want::Wait,
+            Some(_) => Want::Write,
+            None if self.awaiting => Want::Wait,
+            None if self.close_after_flush => Want::Close,
+            None => Want::Read,
         }
     }
 
@@ -427,7 +487,7 @@ impl Connection {
 
     /// Handle the request at `start`. `Some(bytes used)` once it is answered (or refused),
     /// `None` when more input is needed.
-    fn next_request<H: Handler>(&mut self, handler: &mut H, ctx: &mut Context) -> Option<usize> {
+    fn next_request<R: Respond>(&mut self, responder: &mut R, ctx: &mut Context) -> Option<usize> {
         let buf = &mut self.input[self.start..self.filled];
         let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let head = match parse_head(buf, &mut slots, &ctx.limits) {
@@ -549,8 +609,8 @@ impl Connection {
             log: access_log,
             counters,
         };
-        let close = answer(
-            handler,
+        let answered = answer(
+            responder,
             &head.request,
             head.is_head,
             head.keep_alive,
@@ -559,7 +619,13 @@ impl Connection {
             &mut self.tail,
             scratch,
         );
-        self.answered(close);
+        match answered {
+            Ok(close) => self.answered(close),
+            Err(job) => {
+                self.job = Some(job);
+                self.awaiting = true;
+            }
+        }
         Some(used)
     }
 
@@ -657,15 +723,83 @@ struct Scratch<'c> {
     counters: &'c mut Counters,
 }
 
-/// Call the handler and encode its response; a body that is not copied into the output becomes
-/// its `tail`. Returns whether the connection closes after it.
+/// What a handler answered: its status, whether the connection closes after it, and a body
+/// that is not in the body buffer.
+struct Called {
+    status: u16,
+    close: bool,
+    source: Option<Source>,
+}
+
+/// Call the responder and encode its response; a body that is not copied into the output
+/// becomes its `tail`. Returns whether the connection closes after it, or, when the responder
+/// left the request to be answered elsewhere, the request as a job.
 #[allow(clippy::too_many_arguments)]
-fn answer<H: Handler>(
-    handler: &mut H,
+fn answer<R: Respond>(
+    responder: &mut R,
     request: &Request<'_>,
     is_head: bool,
     keep_alive: bool,
     draining: bool,
+    out: &mut Vec<u8>,
+    tail: &mut Option<Box<Tail>>,
+    scratch: Scratch<'_>,
+) -> Result<bool, Box<Job>> {
+    let started = scratch.log.as_ref().map(|_| Instant::now());
+    let mut res = Response::new(&mut *scratch.headers, &mut *scratch.body);
+    let called = catch_unwind(AssertUnwindSafe(|| responder.respond(request, &mut res)));
+    let failed = match called {
+        Ok(true) => None,
+        Ok(false) => match Job::new(request, is_head, keep_alive) {
+            Ok(job) => return Err(Box::new(job)),
+            Err(e) => Some(format!("cannot hand the request over: {e}")),
+        },
+        Err(_) => Some("handler panicked".to_string()),
+    };
+    let called = match failed {
+        None => {
+            let called = Called {
+                status: res.status_code(),
+                close: !keep_alive || draining || res.wants_close(),
+                source: res.take_source(),
+            };
+            drop(res);
+            called
+        }
+        Some(why) => {
+            tracing::error!(
+                method = request.method(),
+                path = request.path(),
+                "{why}: answered 500 and closed the connection"
+            );
+            drop(res);
+            scratch.headers.clear();
+            scratch.body.clear();
+            scratch
+                .headers
+                .extend_from_slice(b"Content-Type: text/plain\r\n");
+            scratch
+                .body
+                .extend_from_slice(response::reason(500).as_bytes());
+            Called {
+                status: 500,
+                close: true,
+                source: None,
+            }
+        }
+    };
+    Ok(encode_answer(
+        request, is_head, called, started, out, tail, scratch,
+    ))
+}
+
+/// Encode what a handler answered to `request` (see [`answer`]); with `started`, log it.
+/// Returns whether the connection closes after it.
+fn encode_answer(
+    request: &Request<'_>,
+    is_head: bool,
+    called: Called,
+    started: Option<Instant>,
     out: &mut Vec<u8>,
     tail: &mut Option<Box<Tail>>,
     scratch: Scratch<'_>,
@@ -677,28 +811,11 @@ fn answer<H: Handler>(
         log,
         counters,
     } = scratch;
-    let started = log.as_ref().map(|_| Instant::now());
-    let mut res = Response::new(headers, body);
-    let called = catch_unwind(AssertUnwindSafe(|| handler.call(request, &mut res)));
-    let (status, close, source) = match called {
-        Ok(()) => (
-            res.status_code(),
-            !keep_alive || draining || res.wants_close(),
-            res.take_source(),
-        ),
-        Err(_) => {
-            tracing::error!(
-                method = request.method(),
-                path = request.path(),
-                "handler panicked: answered 500 and closed the connection"
-            );
-            headers.clear();
-            body.clear();
-            headers.extend_from_slice(b"Content-Type: text/plain\r\n");
-            body.extend_from_slice(response::reason(500).as_bytes());
-            (500, true, None)
-        }
-    };
+    let Called {
+        status,
+        close,
+        source,
+    } = called;
     let sends_body = has_body(status) && !is_head;
     let framing = response::Framing {
         head: is_head,

@@ -12,6 +12,7 @@ mod body;
 mod conn;
 mod date;
 mod forwarded;
+mod offload;
 mod outgoing;
 pub mod proxy;
 mod request;
@@ -20,6 +21,7 @@ mod spool;
 
 pub use conn::{Connection, Want};
 pub use date::DateCache;
+pub use offload::{Defer, Job, Pump, Reply, Respond};
 pub use outgoing::Plan;
 pub use request::Request;
 pub(crate) use response::reason;

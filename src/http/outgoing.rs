@@ -23,6 +23,19 @@ pub(crate) trait Pull {
     /// Append at most `max` bytes to `out`. False once the source has nothing more (it may
     /// have appended its last bytes in the same call).
     fn pull(&mut self, out: &mut Vec<u8>, max: usize) -> bool;
+
+    /// Whether a pull now gives bytes or the end. False: nothing yet, and the source tells
+    /// the connection's owner when it has some (a stream fed from another thread); sources
+    /// that produce on demand are always ready.
+    fn ready(&mut self) -> bool {
+        true
+    }
+
+    /// After a pull returned false: the source failed rather than ended, so the body is
+    /// incomplete.
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Pull`] over an iterator of byte chunks; a chunk larger than the room is sent in parts.
@@ -174,6 +187,8 @@ pub(crate) enum Pulled {
     /// The body cannot be completed (the source failed or fell short of its length): the
     /// connection must close once the output is sent.
     Broken,
+    /// Nothing yet: the source tells the connection's owner when it has more.
+    Wait,
 }
 
 impl Tail {
@@ -241,6 +256,9 @@ impl Tail {
         if room == 0 {
             return Pulled::More;
         }
+        if !source.ready() {
+            return Pulled::Wait;
+        }
         let max = match self.delimit {
             Delimit::Length => room.min(usize::try_from(self.remaining).unwrap_or(usize::MAX)),
             _ => room,
@@ -255,8 +273,10 @@ impl Tail {
         let data_at = out.len();
         let pulled = catch_unwind(AssertUnwindSafe(|| {
             let more = source.pull(out, max);
-            // A sized stream that has given all it owes must also be at its end.
-            if more && max as u64 == self.remaining && self.delimit == Delimit::Length {
+            // A sized stream that has given all it owes must also be at its end. (A stream
+            // fed from another thread may give less than was asked for, and owe the rest.)
+            let owed_all = out.len() - data_at == max && max as u64 == self.remaining;
+            if more && owed_all && self.delimit == Delimit::Length {
                 let mut probe = Vec::new();
                 source.pull(&mut probe, 1);
                 !probe.is_empty()
@@ -292,6 +312,8 @@ impl Tail {
                 tracing::error!("a response stream panicked; its connection is closed");
                 Pulled::Broken
             }
+            // The source says why (where it failed, on its own thread).
+            Ok(false) if source.failed() => Pulled::Broken,
             Ok(more) => match self.delimit {
                 Delimit::Length if self.remaining == 0 && more => {
                     tracing::error!(
@@ -404,6 +426,30 @@ mod tests {
         assert_eq!((out.as_slice(), p), (&b"abcd"[..], Pulled::Broken));
         let (out, p) = drain(&mut stream(vec!["ab", "cd"], Some(4), Delimit::Length));
         assert_eq!((out.as_slice(), p), (&b"abcd"[..], Pulled::Done));
+    }
+
+    /// Gives at most 3 bytes a pull, of `left`.
+    struct Trickle {
+        left: usize,
+    }
+
+    impl Pull for Trickle {
+        fn pull(&mut self, out: &mut Vec<u8>, max: usize) -> bool {
+            let n = max.min(3).min(self.left);
+            out.resize(out.len() + n, b't');
+            self.left -= n;
+            self.left > 0
+        }
+    }
+
+    #[test]
+    fn a_sized_stream_that_gives_less_than_asked_is_not_cut_short() {
+        let mut tail = Tail::new(
+            Source::Stream(Box::new(Trickle { left: 10 }), Some(10)),
+            Delimit::Length,
+        );
+        let (out, p) = drain(&mut tail);
+        assert_eq!((out.as_slice(), p), (&b"tttttttttt"[..], Pulled::Done));
     }
 
     #[test]

@@ -78,8 +78,12 @@ pub(crate) struct Mapped {
     len: usize,
 }
 
+// SAFETY: the mapping is read-only and owned by this value alone (unmapped once, in Drop);
+// reading it from another thread is as safe as reading any immutable bytes.
+unsafe impl Send for Mapped {}
+
 impl Mapped {
-    fn new(file: &File, len: u64) -> io::Result<Mapped> {
+    pub(crate) fn new(file: &File, len: u64) -> io::Result<Mapped> {
         let len = usize::try_from(len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "body too large to map"))?;
         if len == 0 {

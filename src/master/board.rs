@@ -149,10 +149,14 @@ impl Pulse {
         }
     }
 
-    /// The loop is turning (and, if the master asked, the log files are reopened).
-    pub fn beat(&self) {
+    /// The loop is turning (and, if the master asked, the log files are reopened). With
+    /// `--threads`, a handler under way since `busy_since` (by [`now_ms`]) holds the beat
+    /// back to then: a handler stuck on its thread is a stuck worker to `--timeout`.
+    pub fn beat(&self, busy_since: Option<u64>) {
         let line = self.board.line(self.index);
-        line.beat_ms.store(now_ms(), Ordering::Relaxed);
+        let now = now_ms();
+        line.beat_ms
+            .store(busy_since.map_or(now, |b| b.min(now)), Ordering::Relaxed);
         if line.reopen_logs.load(Ordering::Relaxed)
             && line.reopen_logs.swap(false, Ordering::Relaxed)
         {

@@ -36,7 +36,7 @@ use crate::tls::Tls;
 use crate::worker::{self, Wake};
 use crate::App;
 use board::Board;
-pub use board::Pulse;
+pub use board::{now_ms, Pulse};
 pub use pidfile::Pidfile;
 pub use privileges::Credentials;
 pub use signals::Signal;
@@ -386,6 +386,7 @@ impl Running {
             forwarded_allow: self.config.forwarded_allow_ips.clone(),
             metrics: self.config.metrics.is_some(),
             backend: self.backend,
+            threads: self.config.threads,
         };
         if self.stop_announced {
             self.board.announce_stop(line);

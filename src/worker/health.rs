@@ -2,19 +2,21 @@
 //! worker serves, `503 draining` once it drains or once the master has announced a stop
 //! (`--drain-delay`), so that a load balancer stops sending before the listeners close.
 
+use crate::http::Respond;
 use crate::master::Pulse;
-use crate::{Handler, Request, Response};
+use crate::{Request, Response};
 
-/// The app's handler behind the health check.
-pub struct Health<H> {
+/// The app's handler (or, with `--threads`, the hand-over to its threads) behind the health
+/// check, which the worker's own thread always answers.
+pub struct Health<R> {
     path: Option<Box<str>>,
     pulse: Option<Pulse>,
     draining: bool,
-    inner: H,
+    inner: R,
 }
 
-impl<H: Handler> Health<H> {
-    pub fn new(path: Option<&str>, pulse: Option<Pulse>, inner: H) -> Self {
+impl<R: Respond> Health<R> {
+    pub fn new(path: Option<&str>, pulse: Option<Pulse>, inner: R) -> Self {
         Health {
             path: path.map(Into::into),
             pulse,
@@ -40,13 +42,15 @@ impl<H: Handler> Health<H> {
     }
 }
 
-impl<H: Handler> Handler for Health<H> {
-    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+impl<R: Respond> Respond for Health<R> {
+    #[inline]
+    fn respond(&mut self, req: &Request<'_>, res: &mut Response<'_>) -> bool {
         if let Some(path) = &self.path {
             if req.path() == &**path {
-                return self.answer(res);
+                self.answer(res);
+                return true;
             }
         }
-        self.inner.call(req, res)
+        self.inner.respond(req, res)
     }
 }

@@ -15,6 +15,7 @@ mod clock;
 mod driver;
 mod epoll;
 mod health;
+mod pool;
 mod token;
 mod uring;
 mod wake;
@@ -29,16 +30,17 @@ use slab::Slab;
 use socket2::SockRef;
 
 use crate::http::access_log::AccessLog;
-use crate::http::{ConnInfo, Connection, Context, Limits, Plan, Scheme, Want};
+use crate::http::{ConnInfo, Connection, Context, Defer, Limits, Plan, Respond, Scheme, Want};
 use crate::master::Pulse;
 use crate::metrics::Counter;
 use crate::tls::Session;
-use crate::{App, Handler, WorkerInfo};
+use crate::{App, WorkerInfo};
 use clock::Moment;
 pub use driver::Chosen;
 use driver::{Cqe, Driver, Sqe, MORE};
 use epoll::Epoll;
 use health::Health;
+use pool::{Done, Pool, Ticket};
 use token::{token, untoken, Op};
 pub use uring::probe;
 use uring::Uring;
@@ -116,11 +118,17 @@ pub struct Spec {
     pub metrics: bool,
     /// The I/O driver, chosen by the master.
     pub backend: Chosen,
+    /// `--threads`: handler threads of the worker's own (0: handlers run on its thread).
+    pub threads: usize,
 }
 
 /// Run a worker on the calling thread until it has drained. `ready` is told once its driver
 /// is set up (what it runs, for the log), or why it could not be.
-pub fn run<A: App>(spec: Spec, app: &A, ready: impl FnOnce(io::Result<String>)) -> io::Result<()> {
+pub fn run<A: App + Clone>(
+    spec: Spec,
+    app: &A,
+    ready: impl FnOnce(io::Result<String>),
+) -> io::Result<()> {
     let pinned = spec
         .cpu
         .filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
@@ -152,24 +160,41 @@ pub fn run<A: App>(spec: Spec, app: &A, ready: impl FnOnce(io::Result<String>)) 
     }
 }
 
-fn serve<A: App, D: Driver>(
+fn serve<A: App + Clone, D: Driver>(
     io: D,
-    backend: String,
+    mut backend: String,
     spec: Spec,
     app: &A,
     pinned: Option<usize>,
     ready: impl FnOnce(io::Result<String>),
 ) -> io::Result<()> {
+    let info = WorkerInfo {
+        index: spec.index,
+        cpu: pinned,
+    };
+    if spec.threads > 0 {
+        backend = format!("{backend}, {} handler threads", spec.threads);
+    }
     match pinned {
         Some(cpu) => tracing::info!("Booting worker {} on CPU {cpu} ({backend})", spec.index),
         None => tracing::info!("Booting worker {} unpinned ({backend})", spec.index),
     }
-    let handler = app.handler(WorkerInfo {
-        index: spec.index,
-        cpu: pinned,
-    });
-    let handler = Health::new(spec.health_path.as_deref(), spec.pulse.clone(), handler);
-    let mut worker = Worker::new(io, spec, handler);
+    let (health, pulse) = (spec.health_path.clone(), spec.pulse.clone());
+    if spec.threads == 0 {
+        let handler = Health::new(health.as_deref(), pulse, app.handler(info));
+        let mut worker = Worker::new(io, spec, handler, None);
+        ready(Ok(backend));
+        return worker.serve();
+    }
+    let pool = match Pool::start(spec.threads, app, info) {
+        Ok(pool) => pool,
+        Err(e) => {
+            ready(Err(io::Error::new(e.kind(), e.to_string())));
+            return Err(e);
+        }
+    };
+    let handler = Health::new(health.as_deref(), pulse, Defer);
+    let mut worker = Worker::new(io, spec, handler, Some(pool));
     ready(Ok(backend));
     worker.serve()
 }
@@ -197,6 +222,12 @@ struct Conn {
     info: ConnInfo,
     /// A TLS connection's session: the socket's bytes are ciphertext.
     tls: Option<Box<Session>>,
+    /// Tells this connection's replies from a later one's in the same slot (`--threads`).
+    serial: u64,
+    /// It has no operation in flight: it waits for its handler thread (`--threads`).
+    waiting: bool,
+    /// Its handler thread's reply, to be encoded once it has no operation in flight.
+    reply: Option<Box<crate::http::Reply>>,
 }
 
 impl Conn {
@@ -228,7 +259,7 @@ impl Conn {
     }
 }
 
-struct Worker<H, D: Driver> {
+struct Worker<R, D: Driver> {
     io: D,
     index: usize,
     listeners: Vec<Option<OwnedFd>>,
@@ -250,7 +281,15 @@ struct Worker<H, D: Driver> {
     full: bool,
     max_connections: usize,
     conns: Slab<Conn>,
-    handler: Health<H>,
+    handler: Health<R>,
+    /// `--threads`: the handler threads; `None`: handlers run on this thread.
+    pool: Option<Pool>,
+    /// The read of the pool's eventfd lands here (leaked, as `wake_buf` is).
+    pool_buf: &'static mut u64,
+    /// What the pool handed back, taken in one batch per wakeup.
+    handed_back: Vec<(Ticket, Done)>,
+    /// The next connection's serial.
+    serial: u64,
     ctx: Context,
     wake: Arc<Wake>,
     /// The eventfd read lands here. Leaked on purpose: the kernel may write it until a ring
@@ -285,8 +324,8 @@ struct Worker<H, D: Driver> {
     scratch: Vec<u8>,
 }
 
-impl<H: Handler, D: Driver> Worker<H, D> {
-    fn new(io: D, spec: Spec, handler: Health<H>) -> Self {
+impl<R: Respond, D: Driver> Worker<R, D> {
+    fn new(io: D, spec: Spec, handler: Health<R>, pool: Option<Pool>) -> Self {
         let n = spec.listeners.len();
         for l in &spec.listeners {
             // The ring accepts the same either way; the drain's last sweep must not block.
@@ -325,6 +364,10 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             max_connections: spec.max_connections,
             conns: Slab::with_capacity(1024),
             handler,
+            pool,
+            pool_buf: Box::leak(Box::new(0)),
+            handed_back: Vec::new(),
+            serial: 0,
             ctx,
             proxy: spec.proxy,
             log_flushed: Moment::now(),
@@ -360,6 +403,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
         self.arm_tick()?;
         self.arm_wake()?;
+        self.arm_pool()?;
         let mut batch: [Cqe; 256] = [(0, 0, 0); 256];
         while !(self.draining && self.conns.is_empty() && !self.accepting.contains(&true)) {
             self.io.submit_and_wait()?;
@@ -443,6 +487,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             Op::Cancel => Ok(()),
             Op::Poll => self.on_poll(index, result),
             Op::Writable => self.on_writable(index, result),
+            Op::Pool => self.on_pool(),
         }
     }
 
@@ -652,7 +697,11 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             nonblocking: false,
             info,
             tls,
+            serial: self.serial,
+            waiting: false,
+            reply: None,
         });
+        self.serial += 1;
         if self.conns.len() >= self.max_connections && !self.full {
             // At the limit: stop taking connections; they wait in the kernel's backlog.
             // Accepts already completed are still served, so the count may pass the limit by
@@ -874,6 +923,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
             self.ctx.conn_changed = false;
             conn.info.clone_from(&self.ctx.conn);
         }
+        self.hand_over(key);
         self.count(key, answered);
         let conn = &mut self.conns[key];
         if !was_mid_request || answered > 0 {
@@ -910,6 +960,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         // Output flushed: answer requests still buffered (pipelining past the high-water mark).
         self.ctx.conn.clone_from(&conn.info);
         let answered = conn.http.process(&mut self.handler, &mut self.ctx);
+        self.hand_over(key);
         if answered > 0 {
             self.count(key, answered);
             let conn = &mut self.conns[key];
@@ -948,10 +999,37 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         }
     }
 
-    /// Do what the connection wants next, under the deadline that goes with it.
+    /// With `--threads`: the request connection `key` left unanswered goes to the pool.
+    fn hand_over(&mut self, key: usize) {
+        if let Some(pool) = &self.pool {
+            let conn = &mut self.conns[key];
+            if let Some(job) = conn.http.take_job() {
+                pool.submit(
+                    Ticket {
+                        key,
+                        serial: conn.serial,
+                    },
+                    job,
+                );
+            }
+        }
+    }
+
+    /// Do what the connection wants next, under the deadline that goes with it. Its reply
+    /// from a handler thread, if one came while it was busy, is encoded first.
     fn advance(&mut self, key: usize) -> io::Result<()> {
         let conn = &mut self.conns[key];
+        if let Some(reply) = conn.reply.take() {
+            let answered = conn.http.finish(*reply, &mut self.ctx);
+            self.count(key, answered);
+        }
+        let conn = &mut self.conns[key];
         match conn.want() {
+            Want::Wait => {
+                // Its handler thread (or its stream's) says when there is more.
+                conn.waiting = true;
+                Ok(())
+            }
             Want::Write => self.arm_send(key),
             Want::Read if conn.tls.as_ref().is_some_and(|t| t.holds_input()) => {
                 // Decrypted input the connection had no room for before: give it now, rather
@@ -965,6 +1043,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
                     return self.close(key);
                 }
                 let answered = conn.http.process(&mut self.handler, &mut self.ctx);
+                self.hand_over(key);
                 self.count(key, answered);
                 self.advance(key)
             }
@@ -1047,7 +1126,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     fn on_tick(&mut self) -> io::Result<()> {
         self.ctx.date.refresh(SystemTime::now());
         if let Some(pulse) = &self.pulse {
-            pulse.beat();
+            pulse.beat(self.pool.as_ref().and_then(Pool::busy_since));
             pulse.served(self.served);
         }
         self.publish();
@@ -1055,7 +1134,9 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         let keep_alive = self.keep_alive;
         let mut to_park = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
-            if conn.shut {
+            // A connection waiting on its handler thread has no operation to cut short: how
+            // long a handler may take is `--timeout`'s business.
+            if conn.shut || conn.waiting {
                 continue;
             }
             let idle = conn.idle_since(keep_alive);
@@ -1181,6 +1262,53 @@ impl<H: Handler, D: Driver> Worker<H, D> {
         Ok(())
     }
 
+    // --- handler threads ---
+
+    /// Keep a read armed on the pool's eventfd (`--threads`).
+    fn arm_pool(&mut self) -> io::Result<()> {
+        let Some(pool) = &self.pool else {
+            return Ok(());
+        };
+        let buf: *mut u64 = &mut *self.pool_buf;
+        let op = Sqe::Read {
+            fd: pool.eventfd(),
+            buf: buf.cast(),
+            len: 8,
+        };
+        // SAFETY: `pool_buf` is leaked, so it is valid for as long as the kernel may write
+        // it; the eventfd is kept open by the pool, which lives as long as the worker.
+        unsafe { self.io.push(op, token(Op::Pool, 0)) }
+    }
+
+    /// The handler threads handed replies back (or fed streams that were waiting): a
+    /// connection with nothing in flight goes on at once; a busy one takes its reply when
+    /// its operation completes. Replies for connections gone since are dropped.
+    fn on_pool(&mut self) -> io::Result<()> {
+        let mut done = std::mem::take(&mut self.handed_back);
+        if let Some(pool) = &self.pool {
+            pool.take_done(&mut done);
+        }
+        for (ticket, what) in done.drain(..) {
+            let Some(conn) = self.conns.get_mut(ticket.key) else {
+                continue;
+            };
+            if conn.serial != ticket.serial {
+                continue;
+            }
+            match what {
+                Done::Reply(reply) => conn.reply = Some(reply),
+                // Pulled when its operation in flight completes, if it has one.
+                Done::Fed if conn.waiting => conn.http.resume(),
+                Done::Fed => {}
+            }
+            if std::mem::take(&mut conn.waiting) {
+                self.advance(ticket.key)?;
+            }
+        }
+        self.handed_back = done;
+        self.arm_pool()
+    }
+
     /// Stop listening on listener `i` (the worker's copy of it).
     fn close_listener(&mut self, i: usize) {
         if let Some(l) = self.listeners[i].take() {
@@ -1206,7 +1334,7 @@ impl<H: Handler, D: Driver> Worker<H, D> {
     }
 }
 
-impl<H, D: Driver> Drop for Worker<H, D> {
+impl<R, D: Driver> Drop for Worker<R, D> {
     fn drop(&mut self) {
         // Only an error or a panic leaves connections here, with operations possibly in flight
         // on their buffers. Dropping the ring (after this) cancels them, but its teardown may

@@ -23,6 +23,8 @@ pub enum Op {
     Poll = 8,
     /// Wait for room in a connection's socket to send the next part of a file.
     Writable = 9,
+    /// Read of the handler threads' eventfd: replies are ready (`--threads`).
+    Pool = 10,
 }
 
 /// `user_data` for an operation on an object (listener or connection slot).
@@ -42,6 +44,7 @@ pub fn untoken(user_data: u64) -> Option<(Op, usize)> {
         7 => Op::Cancel,
         8 => Op::Poll,
         9 => Op::Writable,
+        10 => Op::Pool,
         _ => return None,
     };
     Some((op, (user_data >> 8) as usize))
@@ -63,6 +66,7 @@ mod tests {
             Op::Cancel,
             Op::Poll,
             Op::Writable,
+            Op::Pool,
         ] {
             for index in [0, 1, 65_535, 1 << 40] {
                 assert_eq!(untoken(token(op, index)), Some((op, index)));
