@@ -38,10 +38,24 @@ pub struct WorkerInfo {
     pub cpu: Option<usize>,
 }
 
-/// Builds a handler for each worker, on that worker's thread.
+/// Builds a handler for each worker, on that worker's thread (with `--threads`, one for each
+/// of its handler threads, on that thread).
 pub trait App: Send + Sync + 'static {
     type Handler: Handler;
     fn handler(&self, worker: WorkerInfo) -> Self::Handler;
+
+    /// Called once per worker before any handler is built, on the worker's thread (in a process
+    /// worker, after the fork). An error stops the worker before it accepts: at startup the
+    /// server exits 1 with it.
+    fn prepare(&self, _worker: WorkerInfo) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Handler threads each worker needs at least, whatever `--threads` says (the WSGI bridge:
+    /// one, so that the worker's loop never waits for the interpreter).
+    fn min_threads(&self) -> usize {
+        0
+    }
 }
 
 impl<F, H> App for F
@@ -57,13 +71,32 @@ where
 
 /// An app whose handler type is erased, so apps of different types can be chosen at run time.
 #[derive(Clone)]
-pub(crate) struct DynApp(Arc<dyn Fn(WorkerInfo) -> Box<dyn Handler> + Send + Sync>);
+pub(crate) struct DynApp(Arc<dyn ErasedApp>);
+
+/// [`App`] without its handler type.
+trait ErasedApp: Send + Sync {
+    fn handler(&self, worker: WorkerInfo) -> Box<dyn Handler>;
+    fn prepare(&self, worker: WorkerInfo) -> Result<(), String>;
+    fn min_threads(&self) -> usize;
+}
+
+impl<A: App> ErasedApp for A {
+    fn handler(&self, worker: WorkerInfo) -> Box<dyn Handler> {
+        Box::new(App::handler(self, worker))
+    }
+
+    fn prepare(&self, worker: WorkerInfo) -> Result<(), String> {
+        App::prepare(self, worker)
+    }
+
+    fn min_threads(&self) -> usize {
+        App::min_threads(self)
+    }
+}
 
 impl DynApp {
     pub(crate) fn new<A: App>(app: A) -> DynApp {
-        DynApp(Arc::new(move |w| {
-            Box::new(app.handler(w)) as Box<dyn Handler>
-        }))
+        DynApp(Arc::new(app))
     }
 }
 
@@ -140,6 +173,14 @@ impl std::fmt::Debug for Apps {
 impl App for DynApp {
     type Handler = Box<dyn Handler>;
     fn handler(&self, worker: WorkerInfo) -> Box<dyn Handler> {
-        (self.0)(worker)
+        self.0.handler(worker)
+    }
+
+    fn prepare(&self, worker: WorkerInfo) -> Result<(), String> {
+        self.0.prepare(worker)
+    }
+
+    fn min_threads(&self) -> usize {
+        self.0.min_threads()
     }
 }

@@ -178,11 +178,15 @@ pub fn check(config: &Config, app: Result<String, String>) -> Vec<Check> {
     let facts = gather(tcp_addresses);
     let mut checks = vec![match app {
         Ok(name) => Check::ok("app", format!("`{name}`")),
-        Err(why) => Check::fail(
-            "app",
-            why,
-            Some("name one of the available apps (the APP argument or `app` in the file)".into()),
-        ),
+        Err(why) => {
+            let fix = if why.contains("WSGI app") {
+                "make the module importable from the working directory, --chdir or \
+                 --pythonpath, and fix what the Python error says"
+            } else {
+                "name one of the available apps (the APP argument or `app` in the file)"
+            };
+            Check::fail("app", why, Some(fix.into()))
+        }
     }];
     if let Some(tls) = check_tls(config) {
         checks.push(tls);

@@ -76,6 +76,12 @@ pub struct Config {
     pub health_path: Option<String>,
     /// `--root`: the directory the `static` app serves.
     pub root: Option<PathBuf>,
+    /// WSGI apps: `--chdir` (before the import), `--pythonpath` (put first on `sys.path`),
+    /// `--root-path` (SCRIPT_NAME), `--env` (set in the process before the workers start).
+    pub chdir: Option<PathBuf>,
+    pub pythonpath: Vec<PathBuf>,
+    pub root_path: String,
+    pub env: Vec<(String, String)>,
     /// On SIGTERM/SIGINT, serve on this long (the health path saying 503) before the
     /// listeners close, so that load balancers stop sending first.
     pub drain_delay: Duration,
@@ -156,6 +162,10 @@ impl Default for Config {
             health_path: None,
             body_temp_dir: None,
             root: None,
+            chdir: None,
+            pythonpath: Vec::new(),
+            root_path: String::new(),
+            env: Vec::new(),
             drain_delay: Duration::ZERO,
             access_log: None,
             proxy_protocol: None,
@@ -367,6 +377,35 @@ pub struct Cli {
     /// refused).
     #[arg(long, value_name = "DIR", env = "RINGCORN_ROOT")]
     pub root: Option<PathBuf>,
+
+    /// WSGI apps: change to DIR before importing the app (Gunicorn's --chdir).
+    #[arg(long, value_name = "DIR", env = "RINGCORN_CHDIR")]
+    pub chdir: Option<PathBuf>,
+
+    /// WSGI apps: directories to put first on the module search path, comma-separated
+    /// (Gunicorn's --pythonpath).
+    #[arg(
+        long,
+        value_name = "DIRS",
+        value_delimiter = ',',
+        env = "RINGCORN_PYTHONPATH"
+    )]
+    pub pythonpath: Vec<PathBuf>,
+
+    /// WSGI apps: the path prefix the app is mounted at, its SCRIPT_NAME (Gunicorn's
+    /// --root-path); PATH_INFO is the rest.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "",
+        env = "RINGCORN_ROOT_PATH"
+    )]
+    pub root_path: String,
+
+    /// Set KEY=VALUE in the server's environment before the workers start (Gunicorn's
+    /// --env); repeat for several.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
 
     /// Seconds to serve on after SIGTERM/SIGINT, with the health path answering 503, before
     /// the listeners close (load balancers stop sending first).
@@ -581,6 +620,16 @@ fn parse_metrics_bind(s: &str) -> Result<Bind, String> {
     }
 }
 
+/// `--env KEY=VALUE`: a non-empty key without `=` or NUL, then any value.
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !s.contains('\0') => {
+            Ok((key.to_string(), value.to_string()))
+        }
+        _ => Err("expected KEY=VALUE (a non-empty KEY)".into()),
+    }
+}
+
 fn parse_health_path(s: &str) -> Result<String, String> {
     if !s.starts_with('/') || s.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?') {
         return Err(
@@ -667,6 +716,10 @@ impl Cli {
             health_path: self.health_path.clone(),
             body_temp_dir: self.body_temp_dir.clone(),
             root: self.root.clone(),
+            chdir: self.chdir.clone(),
+            pythonpath: self.pythonpath.clone(),
+            root_path: self.root_path.clone(),
+            env: self.env.clone(),
             drain_delay: Duration::from_secs(self.drain_delay),
             // The value parser accepted the format already.
             proxy_protocol: match self.proxy_protocol {

@@ -31,6 +31,7 @@ mod metrics;
 mod run;
 pub mod tls;
 mod worker;
+mod wsgi;
 
 pub use app::{App, Apps, Handler, WorkerInfo};
 pub use config::Config;

@@ -45,16 +45,46 @@ impl Choice {
                     .clone()
                     .or_else(|| names.first().map(|n| n.to_string()))
                     .unwrap_or_default();
-                match apps.get(&name, &cli.config()) {
+                let config = cli.config();
+                match apps
+                    .get(&name, &config)
+                    .or_else(|| wsgi_app(&name, &config))
+                {
                     Some(app) => app.map(|app| (name.clone(), app)),
                     None => Err(format!(
-                        "unknown app `{name}`; available apps: {}",
-                        names.join(", ")
+                        "unknown app `{name}`; available apps: {}{}",
+                        names.join(", "),
+                        wsgi_hint(&name)
                     )),
                 }
             }
         }
     }
+}
+
+/// `APP` names no compiled-in app but reads as `module:callable`: the WSGI app it names.
+#[cfg(feature = "wsgi")]
+fn wsgi_app(name: &str, config: &Config) -> Option<Result<DynApp, String>> {
+    let (module, callable) = crate::wsgi::parse_target(name)?;
+    Some(Ok(DynApp::new(crate::wsgi::Wsgi::new(
+        module, callable, config,
+    ))))
+}
+
+/// This build has no WSGI bridge.
+#[cfg(not(feature = "wsgi"))]
+fn wsgi_app(_name: &str, _config: &Config) -> Option<Result<DynApp, String>> {
+    None
+}
+
+/// For an unknown `APP` that reads as `module:callable`: how to serve it as a WSGI app.
+fn wsgi_hint(name: &str) -> &'static str {
+    if cfg!(feature = "wsgi") || crate::wsgi::parse_target(name).is_none() {
+        return "";
+    }
+    "; a WSGI app (module:callable) needs the WSGI bridge, which this build leaves out: \
+     build with `cargo build --release --features wsgi` (Python 3.9+ with its headers: \
+     Debian's python3-dev)"
 }
 
 /// Serve one compiled-in app with the full `ringcorn` command line (`APP` is not accepted).
@@ -121,7 +151,16 @@ fn main(choice: Choice) -> i32 {
     };
     if cli.check {
         // Before the CPU and app checks below: `--check` reports them as FAIL lines.
-        return crate::check::run(&cli, choice.pick(&cli).map(|(name, _)| name));
+        // The app is prepared too: a WSGI app is imported, so that one that cannot be
+        // loaded fails the check with its traceback.
+        let info = crate::WorkerInfo {
+            index: 0,
+            cpu: None,
+        };
+        let app = choice
+            .pick(&cli)
+            .and_then(|(name, app)| app.prepare(info).map(|()| name));
+        return crate::check::run(&cli, app);
     }
     if let Err(msg) = check_cpus(&cli) {
         return usage(clap::error::ErrorKind::ValueValidation, msg);
@@ -221,6 +260,10 @@ fn serve(choice: &Choice, args: &[OsString], cli: &Cli, name: &str, app: DynApp)
             tracing::error!("{e}");
             return 1;
         }
+    }
+    // Before any worker exists (and before any other thread): --env.
+    for (key, value) in &config.env {
+        std::env::set_var(key, value);
     }
     // Before any worker exists, so that they all inherit the mask.
     signals::block();

@@ -252,12 +252,13 @@ fn a_cpu_not_available_fails_rather_than_exit_2() {
 
 #[test]
 fn an_unknown_app_fails() {
-    let out = run_cli(&["--check", "--bind", "127.0.0.1:0", "nosuchapp"]);
+    // Not a Python module name either (a build with the WSGI bridge would try to import one).
+    let out = run_cli(&["--check", "--bind", "127.0.0.1:0", "no-such-app"]);
     assert_exit(&out, 1);
     let (status, line) = line_of(&out, "app");
     assert_eq!(status, "FAIL", "{line}");
     assert!(
-        line.contains("nosuchapp") && line.contains("hello"),
+        line.contains("no-such-app") && line.contains("hello"),
         "{line}"
     );
 }

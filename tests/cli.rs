@@ -93,10 +93,12 @@ fn bad_numbers_and_levels_exit_2() {
 
 #[test]
 fn unknown_app_exits_2_and_lists_apps() {
-    let out = run_cli(&["--bind", "127.0.0.1:0", "nosuchapp"]);
+    // Not a Python module name either (a build with the WSGI bridge imports one: a missing
+    // module is then the import's error, exit 1, as tests/wsgi.rs checks).
+    let out = run_cli(&["--bind", "127.0.0.1:0", "no-such-app"]);
     assert_code(&out, 2);
     let err = stderr(&out);
-    assert!(err.contains("nosuchapp"), "stderr names the app: {err}");
+    assert!(err.contains("no-such-app"), "stderr names the app: {err}");
     for app in ["hello", "json", "echo"] {
         assert!(err.contains(app), "stderr lists {app}: {err}");
     }
@@ -263,4 +265,16 @@ fn unavailable_cpu_exits_2_and_names_it() {
         stderr.contains("--cpus") && stderr.contains("4095"),
         "stderr:\n{stderr}"
     );
+}
+
+/// Without the WSGI bridge, an APP that reads as `module:callable` is refused with how to
+/// build one that serves it.
+#[cfg(not(feature = "wsgi"))]
+#[test]
+fn a_wsgi_app_without_the_bridge_says_how_to_build_it() {
+    let out = run_cli(&["--bind", "127.0.0.1:0", "myproject.wsgi:application"]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("--features wsgi"), "{err}");
+    assert!(err.contains("hello"), "the built-in apps are listed too: {err}");
 }

@@ -168,45 +168,14 @@ fn a_slow_handler_does_not_hold_up_its_workers_other_connections() {
     running.shutdown();
 }
 
-/// Read one response from `r`: its head (as text) and its body, de-chunked.
+/// One response from `r`: its head as text, and its body (de-chunked).
 fn read_one<R: std::io::BufRead>(r: &mut R, head_only: bool) -> (String, Vec<u8>) {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).expect("a head line");
-        assert!(!line.is_empty(), "end of stream in a head: {head}");
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
+    let resp = read_message(r, head_only);
+    let mut head = resp.status_line.clone() + "\r\n";
+    for (name, value) in &resp.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
-    let lower = head.to_ascii_lowercase();
-    let mut body = Vec::new();
-    if head_only {
-        return (head, body);
-    }
-    if lower.contains("transfer-encoding: chunked") {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).expect("a chunk size");
-            let n = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
-            let mut data = vec![0; n + 2];
-            r.read_exact(&mut data).expect("a chunk");
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&data[..n]);
-        }
-    } else if let Some(at) = lower.find("content-length: ") {
-        let n: usize = lower[at + 16..]
-            .split("\r\n")
-            .next()
-            .and_then(|v| v.trim().parse().ok())
-            .expect("a length");
-        body.resize(n, 0);
-        r.read_exact(&mut body).expect("the body");
-    }
-    (head, body)
+    (head, resp.body)
 }
 
 #[test]

@@ -170,6 +170,31 @@ pub fn print_config(cli: &Cli) -> String {
     if let Some(root) = &cli.root {
         put("root", Value::String(root.to_string_lossy().into_owned()));
     }
+    if let Some(dir) = &cli.chdir {
+        put("chdir", Value::String(dir.to_string_lossy().into_owned()));
+    }
+    if !cli.pythonpath.is_empty() {
+        let dirs: Vec<String> = cli
+            .pythonpath
+            .iter()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect();
+        put("pythonpath", Value::String(dirs.join(",")));
+    }
+    if !cli.root_path.is_empty() {
+        put("root-path", Value::String(cli.root_path.clone()));
+    }
+    if !cli.env.is_empty() {
+        put(
+            "env",
+            Value::Array(
+                cli.env
+                    .iter()
+                    .map(|(k, v)| Value::String(format!("{k}={v}")))
+                    .collect(),
+            ),
+        );
+    }
     put("drain-delay", int(cli.drain_delay));
     if let Some(path) = &cli.access_logfile {
         put(
@@ -901,6 +926,14 @@ mod tests {
             "ca.pem",
             "--tls-bind",
             "0.0.0.0:8443",
+            "--chdir",
+            "/srv/app",
+            "--pythonpath",
+            "/a,/b",
+            "--root-path",
+            "/mount",
+            "--env",
+            "KEY=value",
             "hello",
         ])
         .expect("parses");

@@ -23,6 +23,8 @@ pub use conn::{Connection, Want};
 pub use date::DateCache;
 pub use offload::{Defer, Job, Pump, Reply, Respond};
 pub use outgoing::Plan;
+#[cfg(feature = "wsgi")]
+pub(crate) use outgoing::Pull;
 pub use request::Request;
 pub(crate) use response::reason;
 pub use response::Response;

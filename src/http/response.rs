@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 
-use super::outgoing::{Chunks, Source};
+use super::outgoing::{Chunks, Pull, Source};
 
 /// What a handler writes. Borrowed from the worker; cleared before each request.
 #[derive(Debug)]
@@ -150,6 +150,15 @@ impl<'a> Response<'a> {
         self.body.clear();
         let source = Chunks::new(chunks.into_iter());
         self.source = Some(Source::Stream(Box::new(source), len));
+        self
+    }
+
+    /// Stream a body from `source` (of `len` bytes, if known), which may give less than it is
+    /// asked for each pull (the WSGI bridge gives one item of the app's iterable a pull).
+    #[cfg_attr(not(feature = "wsgi"), allow(dead_code))]
+    pub(crate) fn stream_from(&mut self, len: Option<u64>, source: Box<dyn Pull>) -> &mut Self {
+        self.body.clear();
+        self.source = Some(Source::Stream(source, len));
         self
     }
 

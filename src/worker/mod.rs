@@ -172,21 +172,30 @@ fn serve<A: App + Clone, D: Driver>(
         index: spec.index,
         cpu: pinned,
     };
-    if spec.threads > 0 {
-        backend = format!("{backend}, {} handler threads", spec.threads);
+    let threads = spec.threads.max(app.min_threads());
+    if threads > 0 {
+        backend = format!("{backend}, {threads} handler threads");
     }
     match pinned {
         Some(cpu) => tracing::info!("Booting worker {} on CPU {cpu} ({backend})", spec.index),
         None => tracing::info!("Booting worker {} unpinned ({backend})", spec.index),
     }
+    if let Err(why) = app.prepare(info) {
+        // The whole of it here (a traceback, say); its first line to the master.
+        tracing::error!("worker {}: {why}", spec.index);
+        let first = why.lines().next().unwrap_or_default();
+        let short = format!("{first} (the whole error is above)");
+        ready(Err(io::Error::other(short.clone())));
+        return Err(io::Error::other(short));
+    }
     let (health, pulse) = (spec.health_path.clone(), spec.pulse.clone());
-    if spec.threads == 0 {
+    if threads == 0 {
         let handler = Health::new(health.as_deref(), pulse, app.handler(info));
         let mut worker = Worker::new(io, spec, handler, None);
         ready(Ok(backend));
         return worker.serve();
     }
-    let pool = match Pool::start(spec.threads, app, info) {
+    let pool = match Pool::start(threads, app, info) {
         Ok(pool) => pool,
         Err(e) => {
             ready(Err(io::Error::new(e.kind(), e.to_string())));

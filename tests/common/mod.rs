@@ -591,6 +591,11 @@ impl Conn {
             .unwrap_or_else(|e| panic!("no response from {}: {e:?}", self.addr))
     }
 
+    /// Reads one response whose body may be chunked (de-chunked here) or sized.
+    pub fn read_any_response(&mut self) -> Response {
+        read_message(&mut self.reader, false)
+    }
+
     /// Reads one response to a HEAD request (never a body).
     pub fn read_head_response(&mut self) -> Response {
         self.try_read_response(true)
@@ -1788,4 +1793,60 @@ pub fn block_io_uring(cmd: &mut Command, errno: i32) {
             Ok(())
         });
     }
+}
+
+/// Read one response from `r`: its head, and its body de-chunked or by Content-Length (none
+/// with `head_only`). Panics on anything else, naming what it read.
+pub fn read_message<R: BufRead>(r: &mut R, head_only: bool) -> Response {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("a head line");
+        assert!(!line.is_empty(), "end of stream in a head: {lines:?}");
+        if line == "\r\n" {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    let status_line = lines.first().cloned().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {status_line:?}"));
+    let headers: Vec<(String, String)> = lines[1..]
+        .iter()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut resp = Response {
+        status,
+        status_line,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only {
+        return resp;
+    }
+    if resp
+        .header("Transfer-Encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).expect("a chunk size");
+            let n = usize::from_str_radix(size.trim(), 16)
+                .unwrap_or_else(|_| panic!("a hex chunk size, not {size:?}"));
+            let mut data = vec![0; n + 2];
+            r.read_exact(&mut data).expect("a chunk and its CRLF");
+            if n == 0 {
+                break;
+            }
+            resp.body.extend_from_slice(&data[..n]);
+        }
+    } else if let Some(n) = resp.header("Content-Length").and_then(|v| v.parse().ok()) {
+        resp.body.resize(n, 0);
+        r.read_exact(&mut resp.body).expect("the body");
+    }
+    resp
 }

@@ -1,0 +1,1 @@
+raise ImportError("this module refuses to be imported")
