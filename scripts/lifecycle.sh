@@ -462,7 +462,13 @@ ev_recycle() {
     m="$(master)"; before="$(workers_of "$m" "$CLASS")"
     sleep_until "$(last_tick)"
     alive "$m" || { note_fail "the master $m died during the recycle run"; return; }
-    after="$(workers_of "$m" "$CLASS")"
+    # Workers are replaced every few milliseconds here: a listing taken between a worker's
+    # exit and its replacement's fork can come back empty; look again.
+    for (( i = 0; i < 20; i++ )); do
+        after="$(workers_of "$m" "$CLASS")"
+        [[ -n "$after" ]] && break
+        sleep 0.05
+    done
     changed="$(comm -13 <(echo "$before") <(echo "$after") | grep -c . || true)"
     evlog "recycle: workers [$(join "$before")] -> [$(join "$after")] ($changed new)"
     (( changed > 0 )) || note_fail "no worker was replaced under --max-requests $MAX_REQUESTS"
