@@ -276,5 +276,8 @@ fn a_wsgi_app_without_the_bridge_says_how_to_build_it() {
     assert_code(&out, 2);
     let err = stderr(&out);
     assert!(err.contains("--features wsgi"), "{err}");
-    assert!(err.contains("hello"), "the built-in apps are listed too: {err}");
+    assert!(
+        err.contains("hello"),
+        "the built-in apps are listed too: {err}"
+    );
 }

@@ -2,7 +2,8 @@
 //! of tests/wsgi/testapp.py. The environ, wsgi.input in memory and spooled, iterables sent
 //! whole and streamed (close() always called, a failing one cut short), write(), a late and a
 //! repeated start_response, exc_info, exceptions (500, traceback in the log, the worker lives
-//! on), wsgiref's validator over every kind of request, apps that cannot be loaded (exit 1 with
+//! on), wsgi.file_wrapper (a real file sent sized with sendfile; a file-like one iterated),
+//! wsgiref's validator over every kind of request, apps that cannot be loaded (exit 1 with
 //! the traceback), --env, --root-path, process workers.
 #![cfg(feature = "wsgi")]
 
@@ -253,6 +254,42 @@ fn apps_that_cannot_be_loaded_are_one_error_with_the_traceback() {
         assert!(err.contains(needle), "{app}: {err}");
         assert!(err.contains("cannot load the WSGI app"), "{app}: {err}");
     }
+}
+
+#[test]
+fn file_wrapper_sends_real_files_with_sendfile_and_iterates_the_rest() {
+    let server = serve(&["--threads", "2"], "testapp");
+    let source = std::fs::read(format!("{}/testapp.py", app_dir())).expect("testapp.py");
+    let mut c = connect(server.addr());
+    // A real file: sized from the file (or the app's Content-Length), from its position.
+    for (query, with_length) in [("", false), ("100", false), ("100", true)] {
+        let mut req = format!("GET /file?{query} HTTP/1.1\r\nHost: t\r\n");
+        if with_length {
+            req.push_str("X-With-Length: 1\r\n");
+        }
+        req.push_str("\r\n");
+        c.send(req.as_bytes());
+        let resp = c.read_any_response();
+        let from: usize = query.parse().unwrap_or(0);
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            resp.header("Content-Length"),
+            Some((source.len() - from).to_string().as_str()),
+            "sent sized, not chunked"
+        );
+        assert!(resp.body == source[from..], "the file from {from}");
+    }
+    c.send(head_req("/file").as_bytes());
+    let head = c.read_head_response();
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(source.len().to_string().as_str())
+    );
+    // A file-like object without a descriptor: iterated in its blocks, chunked.
+    c.send(get_req("/file-like").as_bytes());
+    let resp = c.read_any_response();
+    assert_eq!(resp.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(resp.body_str(), "not a real file, read in blocks");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::os::fd::IntoRawFd;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::respond::ErrorStream;
+use super::respond::{ErrorStream, FileWrapper};
 use crate::{Request, Scheme};
 
 /// What the environ says of the server rather than of the request.
@@ -155,6 +155,7 @@ pub(crate) fn build<'py>(
     env.set_item("wsgi.multiprocess", flags.multiprocess)?;
     env.set_item("wsgi.run_once", false)?;
     env.set_item("wsgi.input_terminated", true)?;
+    env.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
     Ok(env)
 }
 

@@ -8,7 +8,8 @@
 //! call. The environ is built per request ([`environ`]); the response is what `start_response`
 //! and the iterable give ([`respond`]): a list or tuple is sent whole, any other iterable is
 //! streamed through the handler thread's feed, one item a pull, and its `close()` is always
-//! called. An exception is a 500, with the traceback in the error log.
+//! called; `wsgi.file_wrapper` over a real file is sent with sendfile. An exception is a 500,
+//! with the traceback in the error log.
 
 #[cfg(feature = "wsgi")]
 mod app;

@@ -98,6 +98,19 @@ def application(environ, start_response):
         start_response("200 OK", [])
         start_response("200 OK", [])
         return [b"never"]
+    if path == "/file":
+        # The app's own source, from QUERY_STRING's offset (Django's FileResponse sends this way).
+        f = open(__file__, "rb")
+        f.seek(int(environ["QUERY_STRING"] or "0"))
+        headers = [("Content-Type", "text/x-python")]
+        if environ.get("HTTP_X_WITH_LENGTH"):
+            headers.append(("Content-Length", str(os.path.getsize(__file__) - f.tell())))
+        start_response("200 OK", headers)
+        return environ["wsgi.file_wrapper"](f, 4096)
+    if path == "/file-like":
+        import io
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"not a real file, read in blocks"), 4)
     if path == "/raise":
         raise RuntimeError("the view raises")
     if path == "/env":
