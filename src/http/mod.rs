@@ -108,6 +108,11 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// A token: header names (of responses, and those a WSGI app gives).
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
 /// RFC 3986 `unreserved` and `sub-delims` bytes: the bytes every URI component may carry as
 /// they are.
 pub(crate) const fn is_unreserved_or_sub_delim(b: u8) -> bool {

@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 
+use super::is_token;
 use super::outgoing::{Chunks, Pull, Source};
 
 /// What a handler writes. Borrowed from the worker; cleared before each request.
@@ -329,10 +330,6 @@ pub(crate) fn reason(status: u16) -> &'static str {
         505 => "HTTP Version Not Supported",
         _ => "",
     }
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(super::is_token_byte)
 }
 
 #[cfg(test)]

@@ -10,10 +10,11 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use super::Wake;
 use crate::http::{Job, Reply};
 use crate::master::now_ms;
 use crate::{App, WorkerInfo};
@@ -43,8 +44,8 @@ struct Shared {
     jobs: Mutex<VecDeque<(Ticket, Box<Job>)>>,
     job_ready: Condvar,
     done: Mutex<Vec<(Ticket, Done)>>,
-    /// Written when the first reply goes into an empty `done`.
-    eventfd: OwnedFd,
+    /// Signalled when the first reply goes into an empty `done`.
+    eventfd: Wake,
     stop: AtomicBool,
     /// When each thread's current job (or pull of a stream) began, by [`now_ms`]; 0: idle.
     busy_since: Box<[AtomicU64]>,
@@ -63,10 +64,7 @@ impl Shared {
             queue.len() == 1
         };
         if first {
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a live u64 to the pool's open eventfd. It cannot
-            // fail at these counts; were it to, the next reply's write wakes the ring.
-            unsafe { libc::write(self.eventfd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            self.eventfd.signal();
         }
     }
 }
@@ -75,18 +73,12 @@ impl Pool {
     /// Start `threads` threads for worker `worker`, each with a handler of `app`'s, pinned to
     /// the worker's CPU when it is pinned.
     pub fn start<A: App + Clone>(threads: usize, app: &A, worker: WorkerInfo) -> io::Result<Pool> {
-        // SAFETY: eventfd has no pointer arguments; a non-negative result is a new descriptor
-        // that we own from here on.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let eventfd = Wake::new()?;
         let shared = Arc::new(Shared {
             jobs: Mutex::new(VecDeque::new()),
             job_ready: Condvar::new(),
             done: Mutex::new(Vec::new()),
-            // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-            eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
+            eventfd,
             stop: AtomicBool::new(false),
             busy_since: (0..threads).map(|_| AtomicU64::new(0)).collect(),
         });
@@ -113,7 +105,7 @@ impl Pool {
 
     /// The eventfd that says something was handed back.
     pub fn eventfd(&self) -> RawFd {
-        self.shared.eventfd.as_raw_fd()
+        self.shared.eventfd.raw_fd()
     }
 
     /// When the longest-running job under way began (by [`now_ms`]), if any is.

@@ -1,6 +1,6 @@
-//! The master's line to a worker: an eventfd the worker keeps a read armed on in its ring.
-//! Writing to it asks the worker to drain (graceful shutdown). It is the only cross-thread
-//! traffic a worker sees, and it is off the request path.
+//! Another thread's line to a worker's ring: an eventfd the worker keeps a read armed on. The
+//! master writes one to ask the worker to drain (graceful shutdown); with `--threads`, the
+//! worker's handler threads write theirs when replies are ready (see `pool`).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -26,9 +26,15 @@ impl Wake {
 
     /// Ask the worker to drain. Safe to call any number of times, from any thread.
     pub fn drain(&self) {
+        // A failure leaves the worker to the graceful timeout.
+        self.signal();
+    }
+
+    /// Complete the worker's read on this eventfd (at once, or when it is armed next).
+    pub fn signal(&self) {
         let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our own open eventfd. A failure (the
-        // counter cannot overflow at these rates) leaves the worker to the graceful timeout.
+        // SAFETY: writes 8 bytes from a live u64 to our own open eventfd. It cannot fail at
+        // these counts (the counter does not overflow).
         unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use super::environ;
-use crate::http::Pull;
+use crate::http::{is_token, Pull};
 use crate::{Request, Response};
 
 /// What `start_response` was given.
@@ -23,11 +23,6 @@ pub(crate) struct StartResponse {
     /// The response has left (the streamed part of a body is being sent): too late for
     /// `start_response(..., exc_info)` to change it.
     sent: bool,
-}
-
-/// An HTTP token (header names).
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(crate::http::is_token_byte)
 }
 
 #[pymethods]
